@@ -1,0 +1,195 @@
+"""Every setting comes from the environment here, and only here.
+
+Defaults are safe for development (SQLite file, local SMTP inbox on port 1025);
+production values that have no safe default (SECRET_KEY) must be given.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}.")
+
+
+def env_number(name: str, default: float, *, minimum: float = 0) -> float:
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}.")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    return int(env_number(name, default, minimum=minimum))
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG=1.")
+    SECRET_KEY = "development-only-key-never-use-in-production"
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get(
+        "ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else ""
+    ).split(",")
+    if host.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip()
+    for origin in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
+    if origin.strip()
+]
+
+# Base of the links in mails: tasks run outside any request, so they cannot
+# build absolute URLs from one.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "background",
+    "signup",
+    "mailer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "asgi_project.urls"
+ASGI_APPLICATION = "asgi_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default. WAL lets readers run beside the single writer, IMMEDIATE
+# transactions take the write lock at BEGIN (so two workers never deadlock
+# upgrading a read lock), and the timeout makes writers queue instead of
+# failing with "database is locked".
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
+        conn_max_age=env_int("CONN_MAX_AGE", 0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+AUTH_USER_MODEL = "signup.User"
+PASSWORD_RESET_TIMEOUT = 3 * 24 * 3600
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The signup form and JSON bodies are tiny; anything larger is refused (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+
+# Mail, under Django's own names so the same environment works with
+# django.core.mail. EMAIL_USE_TLS is STARTTLS, EMAIL_USE_SSL implicit TLS.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = env_int("EMAIL_PORT", 1025, minimum=1)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS and EMAIL_USE_SSL.")
+EMAIL_TIMEOUT = env_number("EMAIL_TIMEOUT", 10, minimum=0.1)
+EMAIL_POOL_SIZE = env_int("EMAIL_POOL_SIZE", 8, minimum=1)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Signup <noreply@example.com>")
+
+# Background jobs: the ledger backend keeps every job in the database and the
+# in-process runner sends them from the ASGI server's event loop.
+TASKS = {
+    "default": {
+        "BACKEND": "background.backend.LedgerBackend",
+        "OPTIONS": {
+            "CONCURRENCY": env_int("TASKS_CONCURRENCY", 16, minimum=1),
+            "MAX_ATTEMPTS": env_int("TASKS_MAX_ATTEMPTS", 20, minimum=1),
+            "RETRY_BASE_DELAY": env_number("TASKS_RETRY_BASE_DELAY", 2, minimum=0),
+            "RETRY_MAX_DELAY": env_number("TASKS_RETRY_MAX_DELAY", 3600, minimum=0),
+            "LEASE_SECONDS": env_number("TASKS_LEASE_SECONDS", 60, minimum=1),
+            "POLL_INTERVAL": env_number("TASKS_POLL_INTERVAL", 2, minimum=0.05),
+            "DRAIN_TIMEOUT": env_number("TASKS_DRAIN_TIMEOUT", 20, minimum=0),
+        },
+    }
+}
+
+# Abuse limits, as "<count>/<s|m|h|d>"; "off" disables one.
+SIGNUP_RATE_PER_IP = os.environ.get("SIGNUP_RATE_PER_IP", "20/m")
+MAIL_RATE_PER_ADDRESS = os.environ.get("MAIL_RATE_PER_ADDRESS", "3/h")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django logs every task start and finish at INFO; one line per mail
+        # is noise at the rates this service runs.
+        "django.tasks": {"level": os.environ.get("TASKS_LOG_LEVEL", "WARNING")},
+    },
+}

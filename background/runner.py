@@ -1,0 +1,296 @@
+"""Runs ledger jobs as asyncio tasks on the server's own event loop.
+
+When and how often a job runs lives here: claims, leases, retries, drain.
+What a job does is the task's business; this module knows nothing of mail.
+"""
+
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any, Self
+
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.dispatch import Signal
+from django.tasks import TaskContext
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+from django.utils.json import normalize_json
+
+from . import ledger
+from .models import Job
+from .results import load_task, task_result_for
+from .retry import backoff_delay, is_transient
+
+logger = logging.getLogger(__name__)
+
+_active_runner: "JobRunner | None" = None
+
+# Sent (with asend) after a runner has stopped, so the parts jobs use, such as
+# mail connections, can close without the runner knowing about them.
+runner_stopped = Signal()
+
+
+def active_runner() -> "JobRunner | None":
+    """The runner started in this process, if any (read from any thread)."""
+    return _active_runner
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig:
+    concurrency: int = 16
+    max_attempts: int = 20
+    retry_base_delay: float = 2.0
+    retry_max_delay: float = 3600.0
+    lease_seconds: float = 60.0
+    poll_interval: float = 2.0
+    drain_timeout: float = 20.0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Self:
+        known = {field.name.upper(): field.name for field in fields(cls)}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise ValueError(f"Unknown TASKS OPTIONS: {', '.join(sorted(unknown))}")
+        return cls(**{known[key]: value for key, value in options.items()})
+
+
+class GaveUp(Exception):
+    """The job was claimed more often than MAX_ATTEMPTS allows (its runs keep dying)."""
+
+    transient = False
+
+
+def _error_record(error: BaseException) -> dict[str, str]:
+    kind = type(error)
+    return {
+        "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+async def _in_db_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await sync_to_async(func)(*args, **kwargs)
+    except Exception:
+        # The runner's connection lives as long as the process; after an
+        # error (server restart, network blip) drop it so the next call
+        # opens a fresh one.
+        await sync_to_async(connection.close)()
+        raise
+
+
+class JobRunner:
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(8)}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: dict[asyncio.Task[None], Job] = {}
+        self._waiting: deque[Job] = deque()
+        self._wake = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._accepting = False
+        self._backlog = False
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the ledger is usable, then start sweeping; raises if it is not."""
+        global _active_runner
+        await _in_db_thread(ledger.check_ledger)
+        self._loop = asyncio.get_running_loop()
+        self._accepting = True
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-sweeper")
+        _active_runner = self
+        logger.info("Job runner %s started", self.worker_id)
+
+    async def stop(self, drain_timeout: float | None = None) -> tuple[int, int]:
+        """Stop claiming, let running jobs finish until the deadline, release the rest.
+
+        Returns (jobs finished while draining, jobs left for the next start).
+        """
+        global _active_runner
+        if _active_runner is self:
+            _active_runner = None
+        self._accepting = False
+        self._wake.set()
+        if self._sweeper is not None:
+            await self._sweeper
+        deadline = self.config.drain_timeout if drain_timeout is None else drain_timeout
+
+        in_flight = dict(self._running)
+        finished, unfinished = 0, set()
+        if in_flight:
+            done, unfinished = await asyncio.wait(in_flight, timeout=deadline)
+            finished = len(done)
+            for job_task in unfinished:
+                job_task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
+        cancelled = [in_flight[job_task].id for job_task in unfinished]
+        never_started = [job.id for job in self._waiting]
+        self._waiting.clear()
+        await self._release(cancelled, started=True)
+        await self._release(never_started, started=False)
+        left = len(cancelled) + len(never_started)
+        logger.info(
+            "Job runner %s stopped: %d job(s) finished while draining, %d left for the next start",
+            self.worker_id,
+            finished,
+            left,
+        )
+        await runner_stopped.asend(sender=type(self), runner=self)
+        return finished, left
+
+    async def _release(self, job_ids: list[str], *, started: bool) -> None:
+        try:
+            await _in_db_thread(ledger.release_jobs, self.worker_id, job_ids, started=started)
+        except Exception:
+            logger.exception("Could not release %d job(s); their leases will run out", len(job_ids))
+
+    # -- jobs handed over in memory ----------------------------------------
+
+    def has_room(self) -> bool:
+        """Whether a new job should be handed to this runner (any thread; a hint)."""
+        return self._accepting and (
+            len(self._running) + len(self._waiting) < 2 * self.config.concurrency
+        )
+
+    def hand_over(self, job: Job) -> None:
+        """Take a job already claimed for this runner (any thread, after commit)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # The lease runs out and the job is claimed again.
+        # An empty context: the job must not inherit the request's context
+        # variables, such as its per-request thread for sync_to_async.
+        loop.call_soon_threadsafe(self._accept, job, context=contextvars.Context())
+
+    def _accept(self, job: Job) -> None:
+        if self._accepting and len(self._running) < self.config.concurrency:
+            self._start(job)
+        else:
+            self._waiting.append(job)
+
+    # -- sweeping the ledger ------------------------------------------------
+
+    def wake(self) -> None:
+        """Look at the ledger now rather than at the next poll (loop thread)."""
+        self._wake.set()
+
+    async def _sweep_forever(self) -> None:
+        heartbeat_every = self.config.lease_seconds / 3
+        next_heartbeat = time.monotonic() + heartbeat_every
+        while self._accepting:
+            try:
+                await self._claim_ready_jobs()
+                if time.monotonic() >= next_heartbeat:
+                    await _in_db_thread(
+                        ledger.renew_leases, self.worker_id, self.config.lease_seconds
+                    )
+                    next_heartbeat = time.monotonic() + heartbeat_every
+            except Exception:
+                logger.exception("Job sweep failed; trying again at the next poll")
+            try:
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _claim_ready_jobs(self) -> None:
+        room = self.config.concurrency - len(self._running) - len(self._waiting)
+        if room <= 0:
+            return
+        jobs = await _in_db_thread(
+            ledger.claim_ready_jobs, self.worker_id, room, self.config.lease_seconds
+        )
+        # A full batch means more are probably due: sweep again as soon as
+        # half the slots are free instead of waiting for the next poll.
+        self._backlog = len(jobs) == room
+        for job in jobs:
+            if self._accepting:
+                self._start(job)
+            else:
+                self._waiting.append(job)
+
+    # -- running one job ----------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        job_task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._running[job_task] = job  # Strong reference until it is done.
+        job_task.add_done_callback(self._on_done)
+
+    def _on_done(self, job_task: asyncio.Task[None]) -> None:
+        self._running.pop(job_task, None)
+        if not self._accepting:
+            return
+        if self._waiting:
+            self._start(self._waiting.popleft())
+        elif self._backlog and len(self._running) <= self.config.concurrency // 2:
+            self._backlog = False
+            self._wake.set()
+
+    async def _run(self, job: Job) -> None:
+        try:
+            if job.attempts > self.config.max_attempts:
+                raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
+            task = load_task(job.task_path)
+            result = task_result_for(job, task)
+            task_started.send(type(self), task_result=result)
+            if task.takes_context:
+                value = await task.acall(TaskContext(task_result=result), *job.args, **job.kwargs)
+            else:
+                value = await task.acall(*job.args, **job.kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            await self._record_failure(job, error)
+        else:
+            await self._record(ledger.record_success, job, self.worker_id, normalize_json(value))
+            self._announce_finished(job)
+
+    async def _record_failure(self, job: Job, error: Exception) -> None:
+        retry_at = None
+        if is_transient(error) and job.attempts < self.config.max_attempts:
+            delay = backoff_delay(
+                job.attempts,
+                base=self.config.retry_base_delay,
+                cap=self.config.retry_max_delay,
+            )
+            retry_at = timezone.now() + timedelta(seconds=delay)
+        logger.warning(
+            "Job %s (%s) attempt %d failed: %s; %s",
+            job.id,
+            job.task_path,
+            job.attempts,
+            type(error).__name__,
+            f"retrying at {retry_at:%H:%M:%S}" if retry_at else "giving up",
+        )
+        await self._record(ledger.record_failure, job, self.worker_id, _error_record(error), retry_at)
+        if retry_at is None:
+            self._announce_finished(job)
+
+    async def _record(self, write: Any, job: Job, *args: Any) -> None:
+        # A lost outcome means the job runs again after its lease: try a few
+        # times before settling for that.
+        for pause in (0.1, 0.5, 2.0, None):
+            try:
+                if not await _in_db_thread(write, job, *args):
+                    logger.warning("Job %s was taken over by another worker", job.id)
+                return
+            except Exception:
+                if pause is None:
+                    logger.exception("Could not record the outcome of job %s", job.id)
+                    return
+                await asyncio.sleep(pause)
+
+    def _announce_finished(self, job: Job) -> None:
+        task_finished.send(type(self), task_result=task_result_for(job))

@@ -1,0 +1,34 @@
+# Background tasks keep the web app fast by running slow jobs separately.
+"""The mails a signup triggers, as Django tasks.
+
+Each task takes the job's context so the message's Message-ID comes from the
+job id: a retry of the same job sends the same message.
+"""
+
+from asgiref.sync import sync_to_async
+from django.tasks import TaskContext, task
+
+from .messages import account_mail
+from .transport import get_transport
+
+
+async def _send_account_mail(context: TaskContext, template: str, subject: str, email: str) -> bool:
+    message = await sync_to_async(account_mail)(template, subject, email, context.task_result.id)
+    if message is None:
+        return False
+    await get_transport().send(message)
+    return True
+
+
+@task(takes_context=True)
+async def send_welcome_email(context: TaskContext, user_email: str) -> bool:
+    """Welcome a new account and give it the link to choose a password."""
+    return await _send_account_mail(context, "welcome", "Welcome! Choose your password", user_email)
+
+
+@task(takes_context=True)
+async def send_existing_account_email(context: TaskContext, user_email: str) -> bool:
+    """Someone signed up with an address that already has an account: tell its owner."""
+    return await _send_account_mail(
+        context, "existing_account", "You already have an account", user_email
+    )

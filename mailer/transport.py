@@ -1,0 +1,152 @@
+"""How the bytes of a mail reach the SMTP server.
+
+A small pool of aiosmtplib connections per event loop. Every SMTP operation
+is bounded by EMAIL_TIMEOUT and a whole send by three times that. Failures are
+raised as ``DeliveryError`` saying whether trying again later can help; when
+to try again is the caller's business.
+"""
+
+import asyncio
+import logging
+import weakref
+from email.message import EmailMessage, Message
+from typing import Self
+
+import aiosmtplib
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """The SMTP server did not accept the message."""
+
+    def __init__(self, reason: str, *, transient: bool, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.transient = transient
+        self.code = code
+
+
+def classify(error: Exception) -> DeliveryError:
+    """Turn an aiosmtplib or socket error into a transient or permanent DeliveryError."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in error.recipients]
+        # Permanent only if every recipient was refused for good.
+        permanent = bool(codes) and all(code >= 500 for code in codes)
+        return DeliveryError(
+            f"recipients refused ({', '.join(map(str, codes))})",
+            transient=not permanent,
+            code=max(codes, default=None),
+        )
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        # Wrong credentials are the operator's to fix, not the message's
+        # fault: keep the mail until they are.
+        return DeliveryError(f"authentication failed ({error.code})", transient=True, code=error.code)
+    if isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500:
+        return DeliveryError(f"rejected ({error.code})", transient=False, code=error.code)
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return DeliveryError(f"deferred ({error.code})", transient=True, code=error.code)
+    if isinstance(error, (TimeoutError, aiosmtplib.SMTPTimeoutError)):
+        return DeliveryError("timed out", transient=True)
+    # Connection refused or reset, server hung up, TLS trouble: all worth a retry.
+    return DeliveryError(f"connection failed ({type(error).__name__})", transient=True)
+
+
+class SMTPTransport:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str = "",
+        password: str = "",
+        use_starttls: bool = False,
+        use_implicit_tls: bool = False,
+        timeout: float = 10.0,
+        pool_size: int = 8,
+    ) -> None:
+        self._connect_options = {
+            "hostname": host,
+            "port": port,
+            "username": username or None,
+            "password": password or None,
+            "use_tls": use_implicit_tls,
+            "start_tls": use_starttls,
+            "timeout": timeout,
+        }
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    @classmethod
+    def from_settings(cls) -> Self:
+        return cls(
+            host=settings.EMAIL_HOST,
+            port=settings.EMAIL_PORT,
+            username=settings.EMAIL_HOST_USER,
+            password=settings.EMAIL_HOST_PASSWORD,
+            use_starttls=settings.EMAIL_USE_TLS,
+            use_implicit_tls=settings.EMAIL_USE_SSL,
+            timeout=settings.EMAIL_TIMEOUT,
+            pool_size=settings.EMAIL_POOL_SIZE,
+        )
+
+    async def send(self, message: EmailMessage | Message) -> None:
+        """Deliver ``message``; raise DeliveryError if the server did not take it."""
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            try:
+                async with asyncio.timeout(3 * self.timeout):
+                    client = await self._deliver(client, message)
+            except Exception as error:
+                if client is not None:
+                    client.close()
+                raise classify(error) from error
+            self._idle.append(client)
+
+    async def _deliver(
+        self, client: aiosmtplib.SMTP | None, message: EmailMessage | Message
+    ) -> aiosmtplib.SMTP:
+        if client is not None and client.is_connected:
+            try:
+                await client.send_message(message)
+                return client
+            except aiosmtplib.SMTPServerDisconnected:
+                # Almost always the server closed the idle connection before
+                # this message: send it once more on a fresh one. (At worst a
+                # duplicate, with the same Message-ID.)
+                client.close()
+        client = aiosmtplib.SMTP(**self._connect_options)
+        await client.connect()
+        await client.send_message(message)
+        return client
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await client.quit()
+            except Exception:
+                client.close()
+
+
+# aiosmtplib connections belong to one event loop: one transport per loop.
+_transports: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SMTPTransport]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_transport() -> SMTPTransport:
+    loop = asyncio.get_running_loop()
+    transport = _transports.get(loop)
+    if transport is None:
+        transport = _transports[loop] = SMTPTransport.from_settings()
+    return transport
+
+
+async def close_transports(**kwargs: object) -> None:
+    """Close this loop's pooled connections (a receiver of ``runner_stopped``)."""
+    transport = _transports.pop(asyncio.get_running_loop(), None)
+    if transport is not None:
+        await transport.close()

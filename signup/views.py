@@ -1,0 +1,132 @@
+"""HTTP side of signing up: parse and validate the request, answer without waiting for mail."""
+
+import json
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from mailer.tasks import send_existing_account_email, send_welcome_email
+
+from . import ratelimit
+from .models import User
+from .validation import normalise_email
+
+JSON_TYPE = "application/json"
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+REGISTERED = "User registered"
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _check_csrf(request: HttpRequest) -> HttpResponse | None:
+    # Only browsers post forms, so only forms need CSRF protection; a
+    # cross-site page cannot send application/json without a CORS preflight.
+    return CsrfViewMiddleware(lambda request: HttpResponse()).process_view(request, None, (), {})
+
+
+def _read_email(request: HttpRequest, is_form: bool) -> object:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise BadRequest(413, "Request body too large.") from None
+    if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:  # Chunked bodies carry no length.
+        raise BadRequest(413, "Request body too large.")
+    if is_form:
+        try:
+            return request.POST.get("email")
+        except (MultiPartParserError, SuspiciousOperation):
+            raise BadRequest(400, "Malformed form data.") from None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, "Malformed JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "Expected a JSON object.")
+    return data.get("email")
+
+
+def _create_account(email: str) -> bool:
+    """Create the account if the address has none; True if it was created."""
+    if User.objects.filter(email=email).exists():
+        return False
+    try:
+        with transaction.atomic():  # A savepoint: losing a race must not spoil the outer transaction.
+            User.objects.create_user(email)
+    except IntegrityError:
+        return False  # Another request created it a moment ago.
+    return True
+
+
+def register_address(email: str, client_ip: str) -> float | None:
+    """Create the account and queue its mail in one transaction.
+
+    Returns the seconds to wait if the client is over its signup rate. Django
+    has no async transactions, so all of it runs in one worker thread.
+    """
+    with transaction.atomic():
+        retry_after = ratelimit.hit(ratelimit.client_key(client_ip), ratelimit.signup_rate())
+        if retry_after is not None:
+            return retry_after
+        created = _create_account(email)
+        # Over the per-address limit the mail is dropped, but the answer is
+        # the same: it must not tell whether the address has an account.
+        if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
+            mail = send_welcome_email if created else send_existing_account_email
+            # Call background task
+            mail.enqueue(email)
+    return None
+
+
+def _answer(
+    request: HttpRequest, is_form: bool, status: int, detail: str, **extra: Any
+) -> HttpResponse:
+    if not is_form:
+        return JsonResponse({"detail": detail, **extra}, status=status)
+    if status == 201:
+        return render(request, "signup/registered.html", status=status)
+    if status == 400 and "errors" in extra:
+        context = {"errors": extra["errors"], "email": request.POST.get("email", "")}
+        return render(request, "signup/form.html", context, status=status)
+    return render(request, "signup/problem.html", {"detail": detail}, status=status)
+
+
+@csrf_exempt  # Checked by _check_csrf for form posts only.
+@require_http_methods(["GET", "POST"])
+async def register_user(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "signup/form.html", {"errors": {}, "email": ""})
+
+    is_form = request.content_type in FORM_TYPES
+    if not is_form and request.content_type != JSON_TYPE:
+        return _answer(request, False, 415, "Send application/json or a form.")
+    if is_form and (rejection := _check_csrf(request)) is not None:
+        return rejection
+    try:
+        raw_email = _read_email(request, is_form)
+    except BadRequest as problem:
+        return _answer(request, is_form, problem.status, problem.detail)
+
+    email, problems = normalise_email(raw_email)
+    if problems:
+        return _answer(request, is_form, 400, "Invalid input.", errors={"email": problems})
+
+    retry_after = await sync_to_async(register_address)(email, request.META.get("REMOTE_ADDR", ""))
+    if retry_after is not None:
+        response = _answer(request, is_form, 429, "Too many signups; try again later.")
+        response["Retry-After"] = str(int(retry_after))
+        return response
+    return _answer(request, is_form, 201, REGISTERED)
