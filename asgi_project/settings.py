@@ -119,6 +119,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Tests use a file too: an in-memory database shared between threads
+    # fails lock waits at once instead of queueing like the real one.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
 
 AUTH_USER_MODEL = "signup.User"
 PASSWORD_RESET_TIMEOUT = 3 * 24 * 3600
@@ -146,17 +149,26 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 
-# Mail, under Django's own names so the same environment works with
-# django.core.mail. EMAIL_USE_TLS is STARTTLS, EMAIL_USE_SSL implicit TLS.
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
-EMAIL_PORT = env_int("EMAIL_PORT", 1025, minimum=1)
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
-if EMAIL_USE_TLS and EMAIL_USE_SSL:
+# Mail. The environment uses Django's classic EMAIL_* names; Django 6.1 wants
+# them in MAILERS, which both django.core.mail and our async transport read.
+# EMAIL_USE_TLS is STARTTLS, EMAIL_USE_SSL implicit TLS.
+if env_bool("EMAIL_USE_TLS", False) and env_bool("EMAIL_USE_SSL", False):
     raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS and EMAIL_USE_SSL.")
-EMAIL_TIMEOUT = env_number("EMAIL_TIMEOUT", 10, minimum=0.1)
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "127.0.0.1"),
+            "port": env_int("EMAIL_PORT", 1025, minimum=1),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "use_ssl": env_bool("EMAIL_USE_SSL", False),
+            "timeout": env_number("EMAIL_TIMEOUT", 10, minimum=0.1),
+        },
+    }
+}
+# Connections the async transport keeps open per process.
 EMAIL_POOL_SIZE = env_int("EMAIL_POOL_SIZE", 8, minimum=1)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Signup <noreply@example.com>")
 

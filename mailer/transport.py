@@ -80,14 +80,16 @@ class SMTPTransport:
 
     @classmethod
     def from_settings(cls) -> Self:
+        """Built from MAILERS["default"]["OPTIONS"], the SMTP settings Django's mail uses."""
+        options = settings.MAILERS["default"]["OPTIONS"]
         return cls(
-            host=settings.EMAIL_HOST,
-            port=settings.EMAIL_PORT,
-            username=settings.EMAIL_HOST_USER,
-            password=settings.EMAIL_HOST_PASSWORD,
-            use_starttls=settings.EMAIL_USE_TLS,
-            use_implicit_tls=settings.EMAIL_USE_SSL,
-            timeout=settings.EMAIL_TIMEOUT,
+            host=options["host"],
+            port=options["port"],
+            username=options.get("username") or "",
+            password=options.get("password") or "",
+            use_starttls=bool(options.get("use_tls")),
+            use_implicit_tls=bool(options.get("use_ssl")),
+            timeout=float(options.get("timeout") or 10),
             pool_size=settings.EMAIL_POOL_SIZE,
         )
 

@@ -1,0 +1,89 @@
+"""A real SMTP server (aiosmtpd, in a thread) whose answers a test can script."""
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Received:
+    recipients: list[str]
+    message: EmailMessage
+    arrived_at: float  # time.monotonic()
+
+
+class SMTPTestServer:
+    """Accepts mail with an optional delay; ``script`` makes the next DATA commands
+    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall")."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.port = free_port()
+        self.received: list[Received] = []
+        self.data_commands = 0
+        self._script: list[str] = []
+        self._lock = threading.Lock()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> "SMTPTestServer":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def script(self, *actions: str) -> None:
+        with self._lock:
+            self._script.extend(actions)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            self.data_commands += 1
+            action = self._script.pop(0) if self._script else "accept"
+        if action == "stall":
+            await asyncio.sleep(3600)
+        if action == "drop":
+            assert server.transport is not None
+            server.transport.close()
+            return "421 closing"
+        if action != "accept":
+            return f"{action} scripted answer"
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if server.transport is None or server.transport.is_closing():
+            # The client gave up before our 250: it was never accepted.
+            return "421 too late"
+        message = message_from_bytes(envelope.original_content or b"", policy=policy.default)
+        with self._lock:
+            self.received.append(Received(list(envelope.rcpt_tos), message, time.monotonic()))  # type: ignore[arg-type]
+        return "250 OK"
+
+    def recipients(self) -> list[str]:
+        with self._lock:
+            return [address for mail in self.received for address in mail.recipients]
+
+    def message_ids(self) -> list[str]:
+        with self._lock:
+            return [str(mail.message["Message-ID"]) for mail in self.received]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.05)
+        raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.received)}")
