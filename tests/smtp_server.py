@@ -87,3 +87,13 @@ class SMTPTestServer:
                     return list(self.received)
             time.sleep(0.05)
         raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.received)}")
+
+    async def until(self, count: int, timeout: float = 20.0) -> list[Received]:
+        """``wait_for`` for async tests: polls without blocking the event loop."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.received)}")
