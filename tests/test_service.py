@@ -1,0 +1,159 @@
+"""End to end: uvicorn processes, a real SMTP server, SQLite and PostgreSQL."""
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service import ServiceProcess, base_env, migrate, postgres_database, sqlite_database
+from tests.smtp_server import SMTPTestServer
+
+DATABASES: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
+    "sqlite": sqlite_database,
+    "postgres": lambda _: postgres_database(),
+}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with DATABASES[request.param](tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPTestServer]:
+    server = SMTPTestServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def launch(
+    database_url: str, smtp: SMTPTestServer, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    services: list[ServiceProcess] = []
+    migrated = False
+
+    def launch(workers: int = 1, **env: str) -> ServiceProcess:
+        nonlocal migrated
+        full_env = base_env(database_url, smtp.port, **env)
+        if not migrated:
+            migrate(full_env)
+            migrated = True
+        service = ServiceProcess(full_env, tmp_path / f"uvicorn-{len(services)}.log", workers)
+        services.append(service)
+        return service.start()
+
+    yield launch
+    for service in services:
+        service.stop()
+
+
+def sign_up_all(service: ServiceProcess, emails: list[str]) -> list[int]:
+    with ThreadPoolExecutor(8) as pool:
+        return [response.status_code for response in pool.map(service.signup, emails)]
+
+
+def test_signups_become_mails(launch: Callable[..., ServiceProcess], smtp: SMTPTestServer) -> None:
+    service = launch()
+    emails = [f"user{i}@example.com" for i in range(20)]
+    assert sign_up_all(service, emails) == [201] * 20
+    smtp.wait_for(20)
+    assert sorted(smtp.recipients()) == sorted(emails)
+    assert len(set(smtp.message_ids())) == 20
+    health = httpx.get(f"{service.url}/healthz").json()
+    deadline = time.monotonic() + 5
+    while health["jobs"]["SUCCESSFUL"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        health = httpx.get(f"{service.url}/healthz").json()
+    assert health == {
+        "database": "ok",
+        "jobs": {"READY": 0, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 20},
+    }
+
+
+def test_sigterm_drains_within_the_deadline_and_restart_sends_the_rest_once(
+    launch: Callable[..., ServiceProcess], smtp: SMTPTestServer
+) -> None:
+    smtp.delay = 4.0  # Longer than the drain deadline: some sends must be cut off.
+    service = launch(TASKS_DRAIN_TIMEOUT="1", TASKS_CONCURRENCY="4")
+    emails = [f"deploy{i}@example.com" for i in range(12)]
+    assert sign_up_all(service, emails) == [201] * 12
+    time.sleep(0.5)
+
+    code, seconds = service.terminate()
+    # uvicorn shuts down cleanly, then re-raises the signal it caught.
+    assert code in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in service.log()
+    assert seconds < 1 + 5, f"took {seconds:.1f}s to exit"
+    assert "left for the next start" in service.log()
+    assert smtp.received == []  # Every send was still waiting at the server.
+
+    smtp.delay = 0
+    launch()
+    smtp.wait_for(12)
+    time.sleep(1)  # Room for a duplicate to show up.
+    assert Counter(smtp.recipients()) == Counter(emails)
+
+
+def test_sigkill_loses_no_mail(launch: Callable[..., ServiceProcess], smtp: SMTPTestServer) -> None:
+    smtp.delay = 0.5
+    service = launch(TASKS_CONCURRENCY="2")
+    emails = [f"crash{i}@example.com" for i in range(10)]
+    assert sign_up_all(service, emails) == [201] * 10
+    time.sleep(0.7)
+    service.kill()
+    sent_before_crash = len(smtp.received)
+    assert sent_before_crash < 10
+
+    smtp.delay = 0
+    launch()  # Picks the orphaned jobs up once their 3 s leases run out.
+    smtp.wait_for(10, timeout=30)
+    assert set(smtp.recipients()) == set(emails)
+
+
+def test_two_workers_send_every_mail_exactly_once(
+    launch: Callable[..., ServiceProcess], smtp: SMTPTestServer
+) -> None:
+    service = launch(workers=2)
+    emails = [f"pair{i}@example.com" for i in range(40)]
+    assert sign_up_all(service, emails) == [201] * 40  # No "database is locked".
+    smtp.wait_for(40)
+    time.sleep(1)
+    assert Counter(smtp.recipients()) == Counter(emails)
+
+
+def test_rate_limits_hold_across_two_workers(
+    launch: Callable[..., ServiceProcess], smtp: SMTPTestServer
+) -> None:
+    service = launch(workers=2, SIGNUP_RATE_PER_IP="6/m", MAIL_RATE_PER_ADDRESS="2/h")
+    # Separate connections spread the requests over both workers.
+    statuses = [service.signup("same@example.com").status_code for _ in range(4)]
+    assert statuses == [201] * 4  # The answer never reveals the mail limit.
+    others = [service.signup(f"other{i}@example.com") for i in range(4)]
+    assert [r.status_code for r in others] == [201, 201, 429, 429]
+    assert 1 <= int(others[-1].headers["Retry-After"]) <= 60
+    smtp.wait_for(4)
+    time.sleep(1)
+    assert Counter(smtp.recipients()) == {
+        "same@example.com": 2,
+        "other0@example.com": 1,
+        "other1@example.com": 1,
+    }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_startup_fails_without_a_usable_ledger(
+    database_url: str, smtp: SMTPTestServer, tmp_path: Path
+) -> None:
+    service = ServiceProcess(base_env(database_url, smtp.port), tmp_path / "failed.log")
+    service.start()  # Not migrated: the runner cannot read its ledger.
+    assert service.process is not None
+    assert service.process.wait(timeout=30) != 0
+    assert "Job runner failed to start" in service.log()
