@@ -49,9 +49,9 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = [
     host.strip()
-    for host in os.environ.get(
-        "ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else ""
-    ).split(",")
+    for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "").split(
+        ","
+    )
     if host.strip()
 ]
 CSRF_TRUSTED_ORIGINS = [

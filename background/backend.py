@@ -46,16 +46,16 @@ class LedgerBackend(BaseTaskBackend):
         # same INSERT and gets it from memory after commit, so a mail costs
         # no extra query. If the process dies first, the lease runs out and
         # any runner picks the job up from the ledger.
-        handed_over = runner is not None and job.run_after <= now and runner.has_room()
-        if handed_over:
+        if runner is not None and job.run_after <= now and runner.has_room():
             job.status = TaskResultStatus.RUNNING
             job.lease_owner = runner.worker_id
             job.lease_expires_at = now + timedelta(seconds=runner.config.lease_seconds)
             job.attempts = 1
             job.started_at = job.last_attempted_at = now
-        job.save(force_insert=True)
-        if handed_over:
+            job.save(force_insert=True)
             transaction.on_commit(partial(runner.hand_over, job), robust=True)
+        else:
+            job.save(force_insert=True)
 
         result = task_result_for(job, task)
         task_enqueued.send(type(self), task_result=result)

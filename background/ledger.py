@@ -91,9 +91,7 @@ def record_failure(
     errors = [*job.errors, error]
     if retry_at is not None:
         return _finish_attempt(job, worker_id, status=READY, run_after=retry_at, errors=errors)
-    return _finish_attempt(
-        job, worker_id, status=FAILED, finished_at=timezone.now(), errors=errors
-    )
+    return _finish_attempt(job, worker_id, status=FAILED, finished_at=timezone.now(), errors=errors)
 
 
 def release_jobs(worker_id: str, job_ids: list[str], *, started: bool) -> int:

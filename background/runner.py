@@ -127,7 +127,7 @@ class JobRunner:
         deadline = self.config.drain_timeout if drain_timeout is None else drain_timeout
 
         in_flight = dict(self._running)
-        finished, unfinished = 0, set()
+        finished, unfinished = 0, set[asyncio.Task[None]]()
         if in_flight:
             done, unfinished = await asyncio.wait(in_flight, timeout=deadline)
             finished = len(done)
@@ -274,7 +274,9 @@ class JobRunner:
             type(error).__name__,
             f"retrying at {retry_at:%H:%M:%S}" if retry_at else "giving up",
         )
-        await self._record(ledger.record_failure, job, self.worker_id, _error_record(error), retry_at)
+        await self._record(
+            ledger.record_failure, job, self.worker_id, _error_record(error), retry_at
+        )
         if retry_at is None:
             self._announce_finished(job)
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import weakref
 from email.message import EmailMessage, Message
-from typing import Self
+from typing import Any, Self
 
 import aiosmtplib
 from django.conf import settings
@@ -41,7 +41,9 @@ def classify(error: Exception) -> DeliveryError:
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
         # Wrong credentials are the operator's to fix, not the message's
         # fault: keep the mail until they are.
-        return DeliveryError(f"authentication failed ({error.code})", transient=True, code=error.code)
+        return DeliveryError(
+            f"authentication failed ({error.code})", transient=True, code=error.code
+        )
     if isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500:
         return DeliveryError(f"rejected ({error.code})", transient=False, code=error.code)
     if isinstance(error, aiosmtplib.SMTPResponseException):
@@ -65,7 +67,7 @@ class SMTPTransport:
         timeout: float = 10.0,
         pool_size: int = 8,
     ) -> None:
-        self._connect_options = {
+        self._connect_options: dict[str, Any] = {
             "hostname": host,
             "port": port,
             "username": username or None,

@@ -48,4 +48,6 @@ class RateWindow(models.Model):
     expires_at = models.BigIntegerField(db_index=True)  # Epoch seconds.
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["key", "window_start"], name="rate_window_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="rate_window_key")
+        ]

@@ -30,7 +30,9 @@ class Rate:
             return None
         match = RATE_FORMAT.match(text)
         if not match:
-            raise ImproperlyConfigured(f'{setting} must look like "20/m" or be "off", not {text!r}.')
+            raise ImproperlyConfigured(
+                f'{setting} must look like "20/m" or be "off", not {text!r}.'
+            )
         return cls(int(match[1]), PERIODS[match[2]])
 
 

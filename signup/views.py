@@ -64,7 +64,9 @@ def _create_account(email: str) -> bool:
     if User.objects.filter(email=email).exists():
         return False
     try:
-        with transaction.atomic():  # A savepoint: losing a race must not spoil the outer transaction.
+        with (
+            transaction.atomic()
+        ):  # A savepoint: losing a race must not spoil the outer transaction.
             User.objects.create_user(email)
     except IntegrityError:
         return False  # Another request created it a moment ago.

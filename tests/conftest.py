@@ -9,7 +9,9 @@ from tests.smtp_server import SMTPTestServer
 
 def mailers_for(port: int, timeout: float = 2.0) -> dict[str, Any]:
     options = {"host": "127.0.0.1", "port": port, "timeout": timeout}
-    return {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}}
+    return {
+        "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}
+    }
 
 
 @pytest.fixture

@@ -55,7 +55,9 @@ async def job(job_id: str) -> Job:
     return await Job.objects.aget(id=job_id)
 
 
-async def test_job_handed_over_in_memory_is_sent(smtp_server: SMTPTestServer, start_runner: Any) -> None:
+async def test_job_handed_over_in_memory_is_sent(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
     runner = await start_runner()
     await new_accounts("new@example.com")
     result = await send_welcome_email.aenqueue("new@example.com")
@@ -65,7 +67,9 @@ async def test_job_handed_over_in_memory_is_sent(smtp_server: SMTPTestServer, st
     mail = (await smtp_server.until(1))[0]
     assert mail.recipients == ["new@example.com"]
     assert mail.message["Message-ID"] == f"<{result.id}@example.com>"
-    assert "/account/set-password/" in mail.message.get_body(("plain",)).get_content()
+    text = mail.message.get_body(("plain",))
+    assert text is not None
+    assert "/account/set-password/" in text.get_content()
     await asyncio.sleep(0.2)
     await result.arefresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
