@@ -1,17 +1,28 @@
 from django.contrib.auth import views as auth_views
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.urls import path, reverse_lazy
+from django.utils.decorators import decorator_from_middleware
+from django.views.decorators.csrf import csrf_protect
 from django.views.generic import RedirectView
 
 from background.views import healthz
 from signup.views import register_user
+
+# Only the set-password pages need a session (the reset view keeps the token
+# there) and CSRF from middleware; the project runs no global middleware for them.
+with_session = decorator_from_middleware(SessionMiddleware)
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="signup")),
     path("signup/", register_user, name="signup"),
     path(
         "account/set-password/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(
-            success_url=reverse_lazy("password_set_done"),
+        with_session(
+            csrf_protect(
+                auth_views.PasswordResetConfirmView.as_view(
+                    success_url=reverse_lazy("password_set_done"),
+                )
+            )
         ),
         name="password_set",
     ),

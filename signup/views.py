@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
 from mailer.tasks import send_existing_account_email, send_welcome_email
@@ -101,16 +101,25 @@ def _answer(
     if status == 201:
         return render(request, "signup/registered.html", status=status)
     if status == 400 and "errors" in extra:
-        context = {"errors": extra["errors"], "email": request.POST.get("email", "")}
-        return render(request, "signup/form.html", context, status=status)
+        return render(
+            request,
+            "signup/form.html",
+            {"errors": extra["errors"], "email": request.POST.get("email", "")},
+            status=status,
+        )
     return render(request, "signup/problem.html", {"detail": detail}, status=status)
+
+
+@ensure_csrf_cookie
+async def signup_form(request: HttpRequest) -> HttpResponse:
+    return render(request, "signup/form.html", {"errors": {}, "email": ""})
 
 
 @csrf_exempt  # Checked by _check_csrf for form posts only.
 @require_http_methods(["GET", "POST"])
 async def register_user(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return render(request, "signup/form.html", {"errors": {}, "email": ""})
+        return await signup_form(request)
 
     is_form = request.content_type in FORM_TYPES
     if not is_form and request.content_type != JSON_TYPE:
