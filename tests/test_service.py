@@ -1,6 +1,8 @@
 """End to end: uvicorn processes, a real SMTP server, SQLite and PostgreSQL."""
 
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -11,7 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service import ServiceProcess, base_env, migrate, postgres_database, sqlite_database
+from tests.service import (
+    ROOT,
+    ServiceProcess,
+    base_env,
+    migrate,
+    postgres_database,
+    sqlite_database,
+)
 from tests.smtp_server import SMTPTestServer
 
 DATABASES: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
@@ -157,3 +166,36 @@ def test_startup_fails_without_a_usable_ledger(
     assert service.process is not None
     assert service.process.wait(timeout=30) != 0
     assert "Job runner failed to start" in service.log()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_run_jobs_command_sends_what_sync_code_queued(
+    database_url: str, smtp: SMTPTestServer, tmp_path: Path
+) -> None:
+    env = base_env(database_url, smtp.port)
+    migrate(env)
+    queue_from_sync_code = (
+        "from signup.models import User; from mailer.tasks import send_welcome_email\n"
+        "for i in range(3):\n"
+        "    User.objects.create_user(f'cli{i}@example.com')\n"
+        "    send_welcome_email.enqueue(f'cli{i}@example.com')\n"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", queue_from_sync_code],
+        cwd=ROOT, env=env, check=True, timeout=60,
+    )  # fmt: skip
+    assert smtp.received == []  # Queued in the ledger only.
+
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "run_jobs"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            smtp.wait_for(3)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            code = worker.wait(timeout=30)
+    assert code == 0
+    assert sorted(smtp.recipients()) == [f"cli{i}@example.com" for i in range(3)]
+    assert "Stopped: 0 finished while draining, 0 left." in (tmp_path / "worker.log").read_text()
