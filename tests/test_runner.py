@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResult, TaskResultStatus
 from django.utils import timezone
 
 from background.models import Job
@@ -53,6 +53,13 @@ async def new_accounts(*emails: str) -> None:
 
 async def job(job_id: str) -> Job:
     return await Job.objects.aget(id=job_id)
+
+
+async def finished(result: TaskResult, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not result.is_finished:
+            await asyncio.sleep(0.05)
+            await result.arefresh()
 
 
 async def test_job_handed_over_in_memory_is_sent(
@@ -125,11 +132,7 @@ async def test_permanent_failure_fails_the_job_at_once(
     await start_runner()
     result = await send_welcome_email.aenqueue("bounce@example.com")
 
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        await result.arefresh()
-        if result.is_finished:
-            break
+    await finished(result)
     assert result.status == TaskResultStatus.FAILED
     assert result.attempts == 1
     assert "550" in result.errors[0].traceback
@@ -145,11 +148,7 @@ async def test_attempts_run_out_after_max_attempts(
     await new_accounts("down@example.com")
     await start_runner(max_attempts=2)
     result = await send_welcome_email.aenqueue("down@example.com")
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        await result.arefresh()
-        if result.is_finished:
-            break
+    await finished(result)
     assert result.status == TaskResultStatus.FAILED
     assert len(result.errors) == 2
     assert smtp_server.data_commands == 2
