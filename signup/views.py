@@ -35,16 +35,26 @@ class BadRequest(Exception):
 def _check_csrf(request: HttpRequest) -> HttpResponse | None:
     # Only browsers post forms, so only forms need CSRF protection; a
     # cross-site page cannot send application/json without a CORS preflight.
-    return CsrfViewMiddleware(lambda request: HttpResponse()).process_view(request, None, (), {})
+    try:
+        return CsrfViewMiddleware(lambda request: HttpResponse()).process_view(
+            request, None, (), {}
+        )
+    except (MultiPartParserError, SuspiciousOperation):  # It reads the form to find the token.
+        raise BadRequest(400, "Malformed form data.") from None
 
 
-def _read_email(request: HttpRequest, is_form: bool) -> object:
+def _read_body(request: HttpRequest) -> bytes:
+    # Read first: the CSRF check and form parsing then work from these bytes.
     try:
         body = request.body
     except RequestDataTooBig:
         raise BadRequest(413, "Request body too large.") from None
     if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:  # Chunked bodies carry no length.
         raise BadRequest(413, "Request body too large.")
+    return body
+
+
+def _read_email(request: HttpRequest, body: bytes, is_form: bool) -> object:
     if is_form:
         try:
             return request.POST.get("email")
@@ -124,10 +134,11 @@ async def register_user(request: HttpRequest) -> HttpResponse:
     is_form = request.content_type in FORM_TYPES
     if not is_form and request.content_type != JSON_TYPE:
         return _answer(request, False, 415, "Send application/json or a form.")
-    if is_form and (rejection := _check_csrf(request)) is not None:
-        return rejection
     try:
-        raw_email = _read_email(request, is_form)
+        body = _read_body(request)
+        if is_form and (rejection := _check_csrf(request)) is not None:
+            return rejection
+        raw_email = _read_email(request, body, is_form)
     except BadRequest as problem:
         return _answer(request, is_form, problem.status, problem.detail)
 
