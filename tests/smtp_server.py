@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -29,16 +30,16 @@ class SMTPTestServer:
     """Accepts mail with an optional delay; ``script`` makes the next DATA commands
     answer with a code ("451", "550"), hang up ("drop") or never answer ("stall")."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, port: int | None = None) -> None:
         self.delay = delay
-        self.port = free_port()
+        self.port = port or free_port()
         self.received: list[Received] = []
         self.data_commands = 0
         self._script: list[str] = []
         self._lock = threading.Lock()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    def start(self) -> "SMTPTestServer":
+    def start(self) -> Self:
         self._controller.start()
         return self
 
