@@ -1,6 +1,6 @@
 """What the account mails say: rendered from templates, addressed, identified."""
 
-from email.message import Message
+from email.message import EmailMessage
 from email.utils import parseaddr
 
 from django.conf import settings
@@ -32,7 +32,7 @@ def message_id_for(job_id: str) -> str:
     return f"<{job_id}@{domain}>"
 
 
-def account_mail(template: str, subject: str, email: str, job_id: str) -> Message | None:
+def account_mail(template: str, subject: str, email: str, job_id: str) -> EmailMessage | None:
     """Render ``mailer/<template>.txt`` and ``.html`` for the account ``email``.
 
     None if there is no such account any more (nothing to say).
