@@ -1,5 +1,8 @@
 """What the mails say, and that their link really lets the owner choose a password."""
 
+from email import message_from_bytes, policy
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -15,11 +18,14 @@ def test_welcome_mail_has_text_html_and_a_working_set_password_link() -> None:
     assert message is not None
     assert message["To"] == "owner@example.com"
     assert message["Message-ID"] == message_id_for("job123") == "<job123@example.com>"
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    assert text is not None and html is not None
-    link = next(word for word in text.get_content().split() if "/account/set-password/" in word)
-    assert link in html.get_content()
+    parts = {
+        part.get_content_type(): bytes(part.get_payload(decode=True)).decode()
+        for part in message.walk()
+        if not part.is_multipart()
+    }
+    assert set(parts) == {"text/plain", "text/html"}
+    link = next(word for word in parts["text/plain"].split() if "/account/set-password/" in word)
+    assert link in parts["text/html"]
     assert link.startswith("http://127.0.0.1:8000/")
 
     browser = Client(enforce_csrf_checks=True)
@@ -41,6 +47,20 @@ def test_welcome_mail_has_text_html_and_a_working_set_password_link() -> None:
     # One-time: the same link no longer works.
     again = Client().get(link.removeprefix("http://127.0.0.1:8000"), follow=True)
     assert b"This link has expired" in again.content
+
+
+def test_headers_stay_ascii_for_unicode_names_and_domains(settings: Any) -> None:
+    settings.DEFAULT_FROM_EMAIL = "Zoë's Café <hello@café.example>"
+    User.objects.create_user("owner@bücher.example")
+    message = account_mail("welcome", "Grüße", "owner@bücher.example", "j1")
+    assert message is not None
+    raw = message.as_bytes()
+    assert raw.isascii()
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["To"] == "owner@xn--bcher-kva.example"
+    assert parsed["From"].addresses[0].display_name == "Zoë's Café"
+    assert parsed["Subject"] == "Grüße"
+    assert parsed["Message-ID"] == "<j1@xn--caf-dma.example>"
 
 
 def test_no_mail_for_an_address_without_account() -> None:
