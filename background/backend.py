@@ -56,6 +56,8 @@ class LedgerBackend(BaseTaskBackend):
             transaction.on_commit(partial(runner.hand_over, job), robust=True)
         else:
             job.save(force_insert=True)
+            if runner is not None and job.run_after <= now:
+                runner.note_backlog()  # Due now: claim it as soon as a slot frees.
 
         result = task_result_for(job, task)
         task_enqueued.send(type(self), task_result=result)

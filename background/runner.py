@@ -164,6 +164,10 @@ class JobRunner:
             len(self._running) + len(self._waiting) < 2 * self.config.concurrency
         )
 
+    def note_backlog(self) -> None:
+        """Due jobs wait in the ledger: sweep again when slots free (any thread)."""
+        self._backlog = True
+
     def hand_over(self, job: Job) -> None:
         """Take a job already claimed for this runner (any thread, after commit)."""
         loop = self._loop
