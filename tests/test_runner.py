@@ -3,10 +3,12 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.tasks import TaskResult, TaskResultStatus
 from django.utils import timezone
 
@@ -260,3 +262,24 @@ async def test_two_runners_never_send_the_same_job(
     assert sorted(smtp_server.recipients()) == sorted(emails)
     owners = {tuple(j.worker_ids) async for j in Job.objects.all()}
     assert owners <= {(first.worker_id,), (second.worker_id,)}
+
+
+async def test_failed_jobs_can_be_queued_again_after_an_outage(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
+    smtp_server.script("550")
+    await new_accounts("again@example.com")
+    await start_runner()
+    result = await send_welcome_email.aenqueue("again@example.com")
+    await finished(result)
+    assert result.status == TaskResultStatus.FAILED
+
+    output = StringIO()
+    await sync_to_async(call_command)("requeue_failed_jobs", stdout=output)
+    assert output.getvalue().strip() == "Queued 1 failed job(s) again."
+    mail = (await smtp_server.until(1))[0]
+    assert mail.message["Message-ID"] == f"<{result.id}@example.com>"
+    await asyncio.sleep(0.2)
+    again = await job(result.id)
+    assert again.status == TaskResultStatus.SUCCESSFUL
+    assert len(again.errors) == 1  # The history of the failed attempt is kept.
