@@ -18,12 +18,18 @@ from hdrh.histogram import HdrHistogram
 
 PERCENTILES = (50, 90, 99, 99.9)
 
+# Called once per request with (index, status code or error name, wall-clock
+# time it was due, wall-clock time its answer arrived).
+OnResponse = Callable[[int, str, float, float], None]
+
 
 @dataclass
 class LoadResult:
     target_rate: float
     sent: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # until the last answer
+    send_seconds: float = 0.0  # until the last request was sent
+    max_send_lag: float = 0.0  # how late the client sent a request (a saturated client)
     statuses: Counter[str] = field(default_factory=Counter)
     client_cpu_seconds: float = 0.0
     histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, 120_000_000, 3))
@@ -32,8 +38,11 @@ class LoadResult:
         ms = {f"p{p}": self.histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
         return {
             "target_rate": self.target_rate,
-            "achieved_rate": round(self.sent / self.seconds, 1) if self.seconds else 0,
+            "achieved_rate": round(self.sent / self.send_seconds, 1) if self.send_seconds else 0,
+            "answered_rate": round(self.sent / self.seconds, 1) if self.seconds else 0,
             "requests": self.sent,
+            "seconds": round(self.seconds, 3),
+            "max_send_lag_ms": round(self.max_send_lag * 1000, 2),
             "statuses": dict(self.statuses),
             "latency_ms": ms | {"max": self.histogram.get_max_value() / 1000},
             "client_cpu_percent": round(100 * self.client_cpu_seconds / self.seconds, 1)
@@ -48,23 +57,39 @@ def _cpu_seconds() -> float:
 
 
 async def open_loop(
-    url: str, rate: float, seconds: float, body: Callable[[int], dict[str, Any]]
+    url: str,
+    rate: float,
+    seconds: float,
+    body: Callable[[int], dict[str, Any]],
+    *,
+    on_response: OnResponse | None = None,
+    timeout: float = 60.0,
 ) -> LoadResult:
     result = LoadResult(target_rate=rate)
-    total = int(rate * seconds)
+    total = max(1, int(rate * seconds))
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         loop = asyncio.get_running_loop()
         cpu_before = _cpu_seconds()
         start = loop.time()
+        wall_offset = time.time() - start  # loop time -> wall-clock time
 
         async def request(i: int, due: float) -> None:
+            result.max_send_lag = max(result.max_send_lag, loop.time() - due)
             try:
-                response = await client.post(url, json=body(i))
-                result.statuses[str(response.status_code)] += 1
+                # httpx's timeout is per phase (pool, connect, read): bound the whole.
+                async with asyncio.timeout(timeout):
+                    response = await client.post(url, json=body(i))
+                status = str(response.status_code)
             except httpx.HTTPError as error:
-                result.statuses[type(error).__name__] += 1
-            result.histogram.record_value(max(1, int((loop.time() - due) * 1_000_000)))
+                status = type(error).__name__
+            except TimeoutError:
+                status = "Timeout"
+            done = loop.time()
+            result.statuses[status] += 1
+            result.histogram.record_value(max(1, int((done - due) * 1_000_000)))
+            if on_response is not None:
+                on_response(i, status, due + wall_offset, done + wall_offset)
 
         pending = set()
         for i in range(total):
@@ -75,6 +100,8 @@ async def open_loop(
             task = asyncio.create_task(request(i, due))
             pending.add(task)
             task.add_done_callback(pending.discard)
+        # The last request is due at (total - 1) / rate: count its whole interval.
+        result.send_seconds = loop.time() - start + 1 / rate
         await asyncio.gather(*pending)
         result.seconds = loop.time() - start
         result.sent = total
@@ -82,22 +109,64 @@ async def open_loop(
     return result
 
 
+@dataclass
+class ClosedLoopResult:
+    connections: int
+    seconds: float
+    answered: int
+    statuses: Counter[str]
+    client_cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Successful (< 400) answers per second."""
+        ok = sum(n for status, n in self.statuses.items() if status.isdigit() and int(status) < 400)
+        return ok / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "connections": self.connections,
+            "seconds": round(self.seconds, 3),
+            "requests": self.answered,
+            "rate": round(self.rate, 1),
+            "statuses": dict(self.statuses),
+            "client_cpu_percent": round(100 * self.client_cpu_seconds / self.seconds, 1)
+            if self.seconds
+            else 0,
+        }
+
+
 async def closed_loop(
-    url: str, connections: int, seconds: float, body: Callable[[int], dict[str, Any]]
-) -> float:
+    url: str,
+    connections: int,
+    seconds: float,
+    body: Callable[[int], dict[str, Any]],
+    *,
+    timeout: float = 60.0,
+) -> ClosedLoopResult:
     """Maximum throughput: ``connections`` clients each send as fast as answers come."""
     counter = iter(range(10**9))
-    done = 0
+    statuses: Counter[str] = Counter()
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(timeout=60) as client:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
 
         async def worker() -> None:
-            nonlocal done
             while time.monotonic() < deadline:
-                response = await client.post(url, json=body(next(counter)))
-                if response.status_code < 400:
-                    done += 1
+                try:
+                    response = await client.post(url, json=body(next(counter)))
+                    statuses[str(response.status_code)] += 1
+                except httpx.HTTPError as error:
+                    statuses[type(error).__name__] += 1
 
+        cpu_before = _cpu_seconds()
         began = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(connections)))
-        return done / (time.monotonic() - began)
+        elapsed = time.monotonic() - began
+    return ClosedLoopResult(
+        connections=connections,
+        seconds=elapsed,
+        answered=sum(statuses.values()),
+        statuses=statuses,
+        client_cpu_seconds=_cpu_seconds() - cpu_before,
+    )
