@@ -46,6 +46,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--request-timeout", type=float, help="client timeout, s (30; smoke 10)")
     run.add_argument("--warmup", type=int, help="requests per session before measuring (50; 5)")
     run.add_argument("--rate-cap", type=float, help="cap on the rates' base (none; smoke 10/s)")
+    run.add_argument("--base-rate", type=float, help="100 %% for the rates (default: measured)")
+    run.add_argument(
+        "--no-closed", action="store_true", help="probe the maximum of the baseline only"
+    )
     run.add_argument("--no-wrk", action="store_true", help="no wrk closed-loop probe")
     run.add_argument("--celery-pool", default="threads", help="celery worker --pool")
     run.add_argument("--celery-concurrency", type=int, default=16, help="celery --concurrency")
@@ -79,12 +83,13 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
         closed_seconds=pick(args.closed_seconds, 10, 2),
         connections=args.connections,
         rate_cap=args.rate_cap if args.rate_cap is not None else (10.0 if smoke else None),
-        closed_all=not smoke,
+        closed_all=not smoke and not args.no_closed,
         drain_count=int(pick(args.drain, 10_000, 100)),
         drain_timeout=pick(args.drain_timeout, 900, 30),
         mail_wait=pick(args.mail_wait, 60, 20),
         request_timeout=pick(args.request_timeout, 30, 10),
         warmup=int(pick(args.warmup, 50, 5)),
+        base_rate=args.base_rate,
         wrk=not args.no_wrk and shutil.which("wrk") is not None,
         celery_pool=args.celery_pool,
         celery_concurrency=args.celery_concurrency,

@@ -85,6 +85,7 @@ class Config:
     mail_wait: float
     request_timeout: float
     warmup: int  # requests per session before any measurement, mails waited for
+    base_rate: float | None  # given instead of measured: the rates' 100 %
     wrk: bool  # also probe the maximum with wrk (C), which needs far less CPU than Python
     celery_pool: str
     celery_concurrency: int
@@ -513,16 +514,17 @@ class Harness:
         config = self.config
         for workers in config.workers:
             print(f"uvicorn --workers {workers}", flush=True)
-            session = await self.session(SCENARIOS[BASELINE], 0.0, workers)
-            try:
-                base = await self.closed(session)
-                if config.wrk:
-                    await self.closed_wrk(session)
-            finally:
-                session.close()
-            ceiling = (
-                base["rate"] if config.rate_cap is None else min(base["rate"], config.rate_cap)
-            )
+            if config.base_rate is None:
+                session = await self.session(SCENARIOS[BASELINE], 0.0, workers)
+                try:
+                    base = (await self.closed(session))["rate"]
+                    if config.wrk:
+                        await self.closed_wrk(session)
+                finally:
+                    session.close()
+            else:
+                base = config.base_rate
+            ceiling = base if config.rate_cap is None else min(base, config.rate_cap)
             rates = [(fraction, round(fraction * ceiling, 1)) for fraction in config.fractions]
             for name in config.scenarios:
                 for delay in config.delays:
@@ -530,7 +532,7 @@ class Harness:
                         name, partial(self.scenario_runs, name, delay, workers, rates)
                     )
             for name in config.scenarios:
-                if SCENARIOS[name].queues:
+                if SCENARIOS[name].queues and config.drain_count > 0:
                     await self.guarded(name, partial(self.drain, SCENARIOS[name], workers))
         self.results["broken"] = self.broken
         return self.results

@@ -187,6 +187,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def machine_ticks() -> list[int]:
+    """The first line of /proc/stat: user nice system idle iowait irq softirq steal ..."""
+    with open("/proc/stat") as stat:
+        return [int(x) for x in stat.readline().split()[1:]]
+
+
 @dataclass
 class Usage:
     """CPU and RSS of some process trees, sampled while a phase runs."""
@@ -197,6 +203,7 @@ class Usage:
     _peak: dict[str, float] = field(default_factory=dict)
     _last: dict[str, float] = field(default_factory=dict)
     _start_cpu: dict[str, dict[int, float]] = field(default_factory=dict)
+    _start_ticks: list[int] = field(default_factory=list)
     _began: float = 0.0
     _task: asyncio.Task[None] | None = None
 
@@ -214,6 +221,7 @@ class Usage:
         self._began = time.monotonic()
         self._sample()
         self._start_cpu = {role: dict(pids) for role, pids in self._cpu.items()}
+        self._start_ticks = machine_ticks()
 
         async def sampler() -> None:
             while True:
@@ -224,6 +232,7 @@ class Usage:
         return self
 
     async def stop(self) -> dict[str, dict[str, float]]:
+        """Per role: CPU % of one core, peak and last RSS; and the machine's busy and steal %."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -238,4 +247,11 @@ class Usage:
                 "rss_peak_mb": round(self._peak.get(role, 0.0), 1),
                 "rss_end_mb": round(self._last.get(role, 0.0), 1),
             }
+        # The whole machine (all CPUs): what else ran, and what the hypervisor took.
+        ticks = [b - a for a, b in zip(self._start_ticks, machine_ticks(), strict=False)]
+        total = sum(ticks[:8]) or 1
+        report["machine"] = {
+            "busy_percent": round(100 * (total - ticks[3] - ticks[4]) / total, 1),
+            "steal_percent": round(100 * ticks[7] / total, 1),
+        }
         return report

@@ -186,6 +186,8 @@ USAGE: list[Column] = [
     ("server RSS MB", _usage("server", "rss_peak_mb")),
     ("worker CPU %", _usage("worker", "cpu_percent")),
     ("worker RSS MB", _usage("worker", "rss_peak_mb")),
+    ("machine busy %", _usage("machine", "busy_percent")),
+    ("steal %", _usage("machine", "steal_percent")),
 ]
 MAX_COLUMNS: list[Column] = [
     *WHERE,
@@ -296,10 +298,16 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
                 values = [r["mail"]["time_to_inbox_ms"][key] for r in rows]
                 positions = [i + (offset - 1) * 0.27 for i in range(len(rows))]
                 ax.bar(positions, values, width=0.27, label=key)
+            for i, r in enumerate(rows):
+                if r["mail"]["undelivered"]:
+                    note = f"{r['mail']['undelivered']} of {r['mail']['expected']}\nnot delivered"
+                    ax.annotate(note, (i, 1), ha="center", fontsize=7, color="red")
             ax.set_xticks(range(len(rows)), names)
+            ax.set_yscale("symlog", linthresh=1)
             ax.axhline(0, color="black", linewidth=0.5)
+            ax.grid(True, axis="y", which="both", alpha=0.3)
             ax.set_title(f"SMTP delay {delay:g} s, 50 % of floor-insert max")
-            ax.set_ylabel("201 answer to SMTP 250, ms")
+            ax.set_ylabel("201 answer to SMTP 250, ms (symlog)")
             ax.legend(fontsize=8)
         fig.suptitle(f"Time-to-inbox (uvicorn --workers {w})")
         fig.tight_layout()
