@@ -23,6 +23,9 @@ class LedgerBackend(BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    # The job is a row in the caller's database, written in the caller's
+    # transaction: callers may enqueue inside atomic() and get all or nothing.
+    enqueues_in_transaction = True
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)

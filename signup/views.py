@@ -1,6 +1,7 @@
 """HTTP side of signing up: parse and validate the request, answer without waiting for mail."""
 
 import json
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -11,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
+from django.tasks import Task
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
@@ -83,6 +85,17 @@ def _create_account(email: str) -> bool:
     return True
 
 
+def _queue_mail(mail: Task, email: str) -> None:
+    # The ledger backend writes the job in this transaction, so the job and the
+    # account commit or roll back together. Any other backend (a broker such as
+    # Celery's) is handed the job only after the commit: its worker must not
+    # look for an account that is not visible yet, nor send for one rolled back.
+    if getattr(mail.get_backend(), "enqueues_in_transaction", False):
+        mail.enqueue(email)
+    else:
+        transaction.on_commit(partial(mail.enqueue, email))
+
+
 def register_address(email: str, client_ip: str) -> float | None:
     """Create the account and queue its mail in one transaction.
 
@@ -99,7 +112,7 @@ def register_address(email: str, client_ip: str) -> float | None:
         if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
             mail = send_welcome_email if created else send_existing_account_email
             # Call background task
-            mail.enqueue(email)
+            _queue_mail(mail, email)
     return None
 
 

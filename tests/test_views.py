@@ -9,6 +9,7 @@ from django.db import transaction
 from django.test import AsyncClient
 
 from background.models import Job
+from mailer.tasks import send_welcome_email
 from signup.models import User
 from signup.views import register_address
 
@@ -204,3 +205,29 @@ async def test_no_hostile_input_produces_a_server_error(enforce_csrf: bool) -> N
         response = await client.post("/signup/", body, content_type=content_type)
         assert 400 <= response.status_code < 500, (body[:40], response.status_code)
     assert await nothing_written()
+
+
+DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+
+
+async def test_a_backend_outside_the_database_gets_the_job_after_the_commit(settings: Any) -> None:
+    # A broker's worker could run the job before the account is visible, or
+    # for an account that was rolled back: such backends are handed the job
+    # only once the signup has committed.
+    settings.TASKS = DUMMY_TASKS
+    backend = send_welcome_email.get_backend()
+    seen_inside: list[int] = []
+
+    def sign_up(email: str, fail: bool) -> None:
+        with transaction.atomic():
+            register_address(email, "127.0.0.1")
+            seen_inside.append(len(backend.results))
+            if fail:
+                raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await sync_to_async(sign_up)("rolled-back@example.com", True)
+    await sync_to_async(sign_up)("committed@example.com", False)
+
+    assert seen_inside == [0, 0]
+    assert [result.args for result in backend.results] == [["committed@example.com"]]
