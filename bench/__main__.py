@@ -42,6 +42,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--connections", type=int, default=32, help="closed-loop connections")
     run.add_argument("--drain", type=int, help="backlog for the drain rate (10000; smoke 100)")
     run.add_argument("--drain-timeout", type=float, help="s to wait for a drain (900; smoke 30)")
+    run.add_argument(
+        "--drain-sinks",
+        nargs="+",
+        choices=["bench", "smtp-sink"],
+        help="sinks to drain into (bench and smtp-sink when installed; smoke: bench)",
+    )
+    run.add_argument(
+        "--memory",
+        nargs="*",
+        type=int,
+        help="backlogs for the RSS check (1000 100000; smoke 100 1000)",
+    )
+    run.add_argument("--memory-watch", type=float, help="s per backlog for the RSS check (20; 3)")
     run.add_argument("--mail-wait", type=float, help="s to wait for a rate's mails (60; smoke 20)")
     run.add_argument("--request-timeout", type=float, help="client timeout, s (30; smoke 10)")
     run.add_argument("--warmup", type=int, help="requests per session before measuring (50; 5)")
@@ -71,6 +84,8 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
     else:
         out = RESULTS / started.strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
+    drain_sinks = ["bench"] if smoke or not shutil.which("smtp-sink") else ["bench", "smtp-sink"]
+    memory = [100, 1000] if smoke else [1000, 100_000]
     scenarios = args.scenarios or list(IN_REPO if smoke else (*IN_REPO, *PEERS))
     return Config(
         smoke=smoke,
@@ -86,6 +101,9 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
         closed_all=not smoke and not args.no_closed,
         drain_count=int(pick(args.drain, 10_000, 100)),
         drain_timeout=pick(args.drain_timeout, 900, 30),
+        drain_sinks=args.drain_sinks or drain_sinks,
+        memory_backlogs=args.memory if args.memory is not None else memory,
+        memory_watch=pick(args.memory_watch, 20, 3),
         mail_wait=pick(args.mail_wait, 60, 20),
         request_timeout=pick(args.request_timeout, 30, 10),
         warmup=int(pick(args.warmup, 50, 5)),

@@ -26,7 +26,7 @@ import httpx
 
 from .backlog import address
 from .loadgen import closed_loop, open_loop
-from .procs import PYTHON, ROOT, Child, Server, Sink, Usage
+from .procs import PYTHON, ROOT, Child, PostfixSink, Server, Sink, Usage
 
 ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 
@@ -82,6 +82,9 @@ class Config:
     closed_all: bool  # closed-loop maximum for every scenario, not only the baseline
     drain_count: int
     drain_timeout: float
+    drain_sinks: list[str]  # "bench" (the harness's sink) and/or "smtp-sink" (postfix's)
+    memory_backlogs: list[int]  # queued mails for the server's RSS (the product only)
+    memory_watch: float  # s the server runs with each backlog while its RSS is sampled
     mail_wait: float
     request_timeout: float
     warmup: int  # requests per session before any measurement, mails waited for
@@ -179,6 +182,7 @@ class Harness:
             "max_throughput": [],
             "open_loop": [],
             "drain": [],
+            "memory": [],
             "failures": [],
             "notes": [],
         }
@@ -448,64 +452,148 @@ class Harness:
                 f"errors {bad}"
             )
 
-    async def drain(self, scenario: Scenario, workers: int) -> dict[str, Any]:
-        """Queue N mails with nothing running, then start everything and time the sends."""
-        count = self.config.drain_count
+    async def backlog_session(
+        self, scenario: Scenario, workers: int, count: int, sink: Sink | PostfixSink
+    ) -> tuple[Server, Child | None, Path, float, float]:
+        """Queue ``count`` mails with nothing running, then start the worker and uvicorn.
+
+        Returns the server, the worker, the database, the seconds the enqueueing
+        took and the unix time the processes started.
+        """
         tag = self.next_tag(scenario.name)
-        prefix = f"{tag}-drain"
         db = self.fresh_database(scenario, tag)
-        env = self.env(scenario, db, 25)
+        env = self.env(scenario, db, sink.port)
         self.fresh_broker(scenario)
-        code = f"from bench.backlog import queue; queue({prefix!r}, {count})"
-        enqueue_s = self.manage(env, "shell", "-v", "0", "-c", code)
-        sink = Sink(self.raw, 0.0)
-        env["EMAIL_PORT"] = str(sink.port)
-        children: list[Child] = [sink]
+        code = f"from bench.backlog import queue; queue({f'{tag}-backlog'!r}, {count})"
+        enqueue_s = self.manage(env, "shell", "-v", "0", "-c", code, timeout=1800)
         began = time.time()
+        worker = self.start_worker(scenario, env, tag)
         try:
-            worker = self.start_worker(scenario, env, tag)
-            if worker is not None:
-                children.append(worker)
             server = Server(env, self.raw / f"{tag}-uvicorn.log", workers)
-            children.append(server)
+        except BaseException:
+            if worker is not None:
+                worker.stop(timeout=5)
+            raise
+        return server, worker, db, enqueue_s, began
+
+    async def drain(self, scenario: Scenario, workers: int, sink_kind: str) -> dict[str, Any]:
+        """Queue N mails with nothing running, then start everything and time the sends.
+
+        ``sink_kind`` "bench" is the harness's sink (the same for every scenario);
+        "smtp-sink" is postfix's, which only counts, for the raw delivery speed.
+        """
+        count = self.config.drain_count
+        sink: Sink | PostfixSink = (
+            Sink(self.raw, 0.0) if sink_kind == "bench" else PostfixSink(self.raw)
+        )
+        children: list[Child] = [sink]
+        db: Path | None = None
+        try:
+            server, worker, db, enqueue_s, began = await self.backlog_session(
+                scenario, workers, count, sink
+            )
+            children += [c for c in (worker, server) if c is not None]
             roots = {"server": server.pid} | ({"worker": worker.pid} if worker else {})
             usage = Usage(roots).start()
-            wanted = {address(prefix, i) for i in range(count)}
-            complete = await sink.wait_for(wanted, self.config.drain_timeout)
+            first, last, delivered = await self.wait_for_backlog(sink, count)
             used = await usage.stop()
         finally:
             for child in reversed(children):
                 child.stop(timeout=5)
-            for path in db.parent.glob(db.name + "*"):
-                path.unlink()
-        times = sorted(sink.first[a] for a in wanted if a in sink.first)
-        first_to_last = times[-1] - times[0] if len(times) > 1 else 0.0
+            if db is not None:
+                for path in db.parent.glob(db.name + "*"):
+                    path.unlink()
+        span = last - first if first is not None and last is not None else 0.0
         record = {
             "scenario": scenario.name,
             "workers": workers,
+            "sink": sink_kind,
             "queued": count,
             "enqueue_seconds": round(enqueue_s, 2),
-            "delivered": len(times),
-            "duplicates": sum(sink.received[a] - 1 for a in wanted if a in sink.first),
-            "complete": complete,
-            "seconds_from_start": round(times[-1] - began, 2) if times else None,
-            "seconds_first_to_last": round(first_to_last, 2),
-            "mails_per_s": round((len(times) - 1) / first_to_last, 1) if first_to_last else None,
-            "mails_per_s_from_start": round(len(times) / (times[-1] - began), 1) if times else None,
+            "delivered": delivered,
+            "complete": delivered >= count,
+            "seconds_from_start": round(last - began, 2) if last else None,
+            "seconds_first_to_last": round(span, 2),
+            "mails_per_s": round((delivered - 1) / span, 1) if span else None,
+            "mails_per_s_from_start": round(delivered / (last - began), 1) if last else None,
             **used,
         }
-        if not complete:
+        if isinstance(sink, Sink):
+            record["duplicates"] = sum(n - 1 for n in sink.received.values())
+        if not record["complete"]:
             self.fail(
-                f"drain {scenario.name} w={workers}: {len(times)} of {count} mails "
-                f"within {self.config.drain_timeout} s"
+                f"drain {scenario.name} w={workers} ({sink_kind}): {delivered} of {count} "
+                f"mails within {self.config.drain_timeout} s"
             )
         self.results["drain"].append(record)
         print(
-            f"  drain {scenario.name} w={workers}: {record['delivered']}/{count} mails, "
+            f"  drain {scenario.name} w={workers} {sink_kind}: {delivered}/{count} mails, "
             f"{record['mails_per_s']} mails/s (first to last), "
             f"{record['mails_per_s_from_start']} mails/s from start",
             flush=True,
         )
+        return record
+
+    async def wait_for_backlog(
+        self, sink: Sink | PostfixSink, count: int
+    ) -> tuple[float | None, float | None, int]:
+        """(first arrival, last arrival, mails delivered) once all arrived or time ran out."""
+        deadline = time.monotonic() + self.config.drain_timeout
+        if isinstance(sink, Sink):
+            await sink.wait_for_count(count, self.config.drain_timeout)
+            times = sorted(sink.first.values())
+            return (times[0], times[-1], len(times)) if times else (None, None, 0)
+        # smtp-sink prints a counter, not times: poll it.
+        first: float | None = None
+        last: float | None = None
+        seen = 0
+        while seen < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            now, current = time.time(), sink.count()
+            if current > seen:
+                first = first or now
+                last, seen = now, current
+        return first, last, seen
+
+    async def memory(self, workers: int) -> dict[str, Any]:
+        """The product's server RSS with a small and a large backlog in its ledger."""
+        record: dict[str, Any] = {
+            "scenario": "project",
+            "workers": workers,
+            "watch_s": self.config.memory_watch,
+        }
+        for count in self.config.memory_backlogs:
+            sink = Sink(self.raw, 0.0)
+            children: list[Child] = [sink]
+            db: Path | None = None
+            try:
+                scenario = SCENARIOS["project"]
+                server, _, db, enqueue_s, _ = await self.backlog_session(
+                    scenario, workers, count, sink
+                )
+                children.append(server)
+                usage = Usage({"server": server.pid}).start()
+                await asyncio.sleep(self.config.memory_watch)
+                sink.poll()
+                used = await usage.stop()
+            finally:
+                for child in reversed(children):
+                    child.stop(timeout=5)
+                if db is not None:
+                    for path in db.parent.glob(db.name + "*"):
+                        path.unlink()
+            record[str(count)] = {
+                "enqueue_seconds": round(enqueue_s, 2),
+                "sent_while_watched": len(sink.first),
+                **used,
+            }
+            print(
+                f"  memory project w={workers} {count} queued: server RSS peak "
+                f"{used['server']['rss_peak_mb']} MB, {len(sink.first)} sent in "
+                f"{self.config.memory_watch} s",
+                flush=True,
+            )
+        self.results["memory"].append(record)
         return record
 
     # -- the whole run ------------------------------------------------------
@@ -533,7 +621,12 @@ class Harness:
                     )
             for name in config.scenarios:
                 if SCENARIOS[name].queues and config.drain_count > 0:
-                    await self.guarded(name, partial(self.drain, SCENARIOS[name], workers))
+                    for sink_kind in config.drain_sinks:
+                        await self.guarded(
+                            name, partial(self.drain, SCENARIOS[name], workers, sink_kind)
+                        )
+            if "project" in config.scenarios and config.memory_backlogs:
+                await self.guarded("project", partial(self.memory, workers))
         self.results["broken"] = self.broken
         return self.results
 

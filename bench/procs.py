@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -104,6 +105,15 @@ class Sink(Child):
                 self.first.setdefault(recipient, float(stamp))
         return len(self.first)
 
+    async def wait_for_count(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` distinct recipients arrived; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.poll() < count:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def wait_for(self, recipients: set[str], timeout: float) -> bool:
         """Wait until every one of ``recipients`` arrived; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -114,6 +124,34 @@ class Sink(Child):
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
+
+
+class PostfixSink(Child):
+    """Postfix's ``smtp-sink`` (C, no delay): raw delivery speed; it only counts mails."""
+
+    COUNTER = re.compile(rb"mesg=(\d+)")
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        command = ["smtp-sink", "-c", "-u", "nobody", f"127.0.0.1:{self.port}", "1024"]
+        super().__init__(
+            "smtp-sink", command, dict(os.environ), directory / f"smtp-sink-{self.port}.log"
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
+                break
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError(f"smtp-sink did not start; log:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def count(self) -> int:
+        """Mails accepted so far (its running counter, the last one it printed)."""
+        counters = self.COUNTER.findall(self.log_path.read_bytes()[-200:])
+        return int(counters[-1]) if counters else 0
 
 
 class Server(Child):
