@@ -11,6 +11,10 @@ if os.environ.get("BENCH_SCENARIO") == "vtasks":
     # django-vtasks' documented embedded mode: its worker runs in the ASGI app.
     from django_vtasks.asgi import get_worker_application
 
+    from .vtasks_shim import install
+
+    install()
+
     application = get_worker_application(django_application)
 else:
     # The product's lifespan; it starts no runner when TASKS is not its backend.
