@@ -117,6 +117,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # fails lock waits at once instead of queueing like the real one.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
 
+# Threads (each with its own database connection) for the signup view's writes.
+SIGNUP_DB_THREADS = env_int("SIGNUP_DB_THREADS", 4, minimum=1)
+
 AUTH_USER_MODEL = "signup.User"
 PASSWORD_RESET_TIMEOUT = 3 * 24 * 3600
 AUTH_PASSWORD_VALIDATORS = [

@@ -6,6 +6,7 @@ a worker that lost its lease (it stalled, another took the job over) cannot
 overwrite the newer owner's outcome.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,15 +63,23 @@ def claim_ready_jobs(worker_id: str, limit: int, lease_seconds: float) -> list[J
 
 
 def _finish_attempt(job: Job, worker_id: str, **outcome: Any) -> bool:
-    """Write the attempt's outcome, also onto ``job`` itself; False if the lease was lost."""
+    """Write the attempt's outcome, also onto ``job`` itself; False if the lease was lost.
+
+    ``job`` changes only once the write has committed: a batch that rolls back
+    is retried from the same state.
+    """
     outcome |= {
         "worker_ids": [*job.worker_ids, worker_id],
         "lease_owner": None,
         "lease_expires_at": None,
     }
     updated = Job.objects.filter(id=job.id, lease_owner=worker_id).update(**outcome)
-    for name, value in outcome.items():
-        setattr(job, name, value)
+
+    def apply() -> None:
+        for name, value in outcome.items():
+            setattr(job, name, value)
+
+    transaction.on_commit(apply)
     return updated == 1
 
 
@@ -92,6 +101,12 @@ def record_failure(
     if retry_at is not None:
         return _finish_attempt(job, worker_id, status=READY, run_after=retry_at, errors=errors)
     return _finish_attempt(job, worker_id, status=FAILED, finished_at=timezone.now(), errors=errors)
+
+
+def write_outcomes(writes: list[tuple[Callable[..., bool], tuple[Any, ...]]]) -> list[bool]:
+    """Run several outcome writes (``record_success``, ...) in one transaction."""
+    with transaction.atomic():
+        return [write(*args) for write, args in writes]
 
 
 def release_jobs(worker_id: str, job_ids: list[str], *, started: bool) -> int:

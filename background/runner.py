@@ -27,6 +27,7 @@ from django.utils.json import normalize_json
 
 from . import ledger
 from .models import Job
+from .outcomes import OutcomeWriter
 from .results import load_task, task_result_for
 from .retry import backoff_delay, is_transient
 
@@ -99,6 +100,7 @@ class JobRunner:
         self._sweeper: asyncio.Task[None] | None = None
         self._accepting = False
         self._backlog = False
+        self._outcomes = OutcomeWriter(_in_db_thread)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -289,7 +291,7 @@ class JobRunner:
         # times before settling for that.
         for pause in (0.1, 0.5, 2.0, None):
             try:
-                if not await _in_db_thread(write, job, *args):
+                if not await self._outcomes.write(write, job, *args):
                     logger.warning("Job %s was taken over by another worker", job.id)
                 return
             except Exception:

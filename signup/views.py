@@ -4,7 +4,6 @@ import json
 from functools import partial
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import IntegrityError, transaction
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from mailer.tasks import send_existing_account_email, send_welcome_email
 
 from . import ratelimit
+from .db_threads import run_in_db_thread
 from .models import User
 from .validation import normalise_email
 
@@ -159,7 +159,9 @@ async def register_user(request: HttpRequest) -> HttpResponse:
     if problems:
         return _answer(request, is_form, 400, "Invalid input.", errors={"email": problems})
 
-    retry_after = await sync_to_async(register_address)(email, request.META.get("REMOTE_ADDR", ""))
+    retry_after = await run_in_db_thread(
+        register_address, email, request.META.get("REMOTE_ADDR", "")
+    )
     if retry_after is not None:
         response = _answer(request, is_form, 429, "Too many signups; try again later.")
         response["Retry-After"] = str(int(retry_after))

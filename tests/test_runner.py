@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.tasks import TaskResult, TaskResultStatus
 from django.utils import timezone
 
+from background import ledger
 from background.models import Job
 from background.retry import backoff_delay
 from background.runner import JobRunner, RunnerConfig, active_runner
@@ -283,3 +284,42 @@ async def test_failed_jobs_can_be_queued_again_after_an_outage(
     again = await job(result.id)
     assert again.status == TaskResultStatus.SUCCESSFUL
     assert len(again.errors) == 1  # The history of the failed attempt is kept.
+
+
+async def test_many_jobs_finishing_together_are_all_recorded(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
+    # Outcomes are written in batches: every job of a burst must end SUCCESSFUL once.
+    emails = [f"burst{i}@example.com" for i in range(30)]
+    await new_accounts(*emails)
+    results = [await send_welcome_email.aenqueue(email) for email in emails]
+    runner = await start_runner(concurrency=16)
+    for result in results:
+        await finished(result)
+    jobs = [await job(result.id) for result in results]
+    assert {j.status for j in jobs} == {TaskResultStatus.SUCCESSFUL}
+    assert {tuple(j.worker_ids) for j in jobs} == {(runner.worker_id,)}
+    assert sorted(smtp_server.recipients()) == sorted(emails)
+
+
+def test_a_batch_of_outcomes_that_rolls_back_changes_nothing() -> None:
+    class Broken(Exception):
+        pass
+
+    def broken_write() -> bool:
+        raise Broken
+
+    User.objects.create_user("batch@example.com")
+    send_welcome_email.enqueue("batch@example.com")
+    [claimed] = ledger.claim_ready_jobs("worker-a", 1, 30)
+    with pytest.raises(Broken):
+        ledger.write_outcomes(
+            [(ledger.record_success, (claimed, "worker-a", True)), (broken_write, ())]
+        )
+    assert (claimed.status, claimed.worker_ids) == (TaskResultStatus.RUNNING, [])
+    assert Job.objects.get().status == TaskResultStatus.RUNNING
+
+    assert ledger.write_outcomes([(ledger.record_success, (claimed, "worker-a", True))]) == [True]
+    stored = Job.objects.get()
+    assert (stored.status, stored.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-a"])
+    assert (claimed.status, claimed.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-a"])
