@@ -117,11 +117,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # fails lock waits at once instead of queueing like the real one.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
 
-# Threads, each with its own connection, for the signup writes and the job
-# runner (background/db_threads.py). SQLite takes one writer at a time: one.
-DB_THREADS = env_int(
-    "DB_THREADS", 1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 4, minimum=1
-)
+# Threads (each with its own database connection) for the signup view's writes.
+SIGNUP_DB_THREADS = env_int("SIGNUP_DB_THREADS", 4, minimum=1)
 
 AUTH_USER_MODEL = "signup.User"
 PASSWORD_RESET_TIMEOUT = 3 * 24 * 3600

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Self
 
+from asgiref.sync import sync_to_async
+from django.db import connection
 from django.dispatch import Signal
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
@@ -24,7 +26,6 @@ from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
 from . import ledger
-from .db_threads import run_in_db_thread
 from .models import Job
 from .outcomes import OutcomeWriter
 from .results import load_task, task_result_for
@@ -77,6 +78,17 @@ def _error_record(error: BaseException) -> dict[str, str]:
     }
 
 
+async def _in_db_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await sync_to_async(func)(*args, **kwargs)
+    except Exception:
+        # The runner's connection lives as long as the process; after an
+        # error (server restart, network blip) drop it so the next call
+        # opens a fresh one.
+        await sync_to_async(connection.close)()
+        raise
+
+
 class JobRunner:
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
@@ -88,14 +100,14 @@ class JobRunner:
         self._sweeper: asyncio.Task[None] | None = None
         self._accepting = False
         self._backlog = False
-        self._outcomes = OutcomeWriter(run_in_db_thread)
+        self._outcomes = OutcomeWriter(_in_db_thread)
 
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
         """Check the ledger is usable, then start sweeping; raises if it is not."""
         global _active_runner
-        await run_in_db_thread(ledger.check_ledger)
+        await _in_db_thread(ledger.check_ledger)
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-sweeper")
@@ -142,7 +154,7 @@ class JobRunner:
 
     async def _release(self, job_ids: list[str], *, started: bool) -> None:
         try:
-            await run_in_db_thread(ledger.release_jobs, self.worker_id, job_ids, started=started)
+            await _in_db_thread(ledger.release_jobs, self.worker_id, job_ids, started=started)
         except Exception:
             logger.exception("Could not release %d job(s); their leases will run out", len(job_ids))
 
@@ -186,7 +198,7 @@ class JobRunner:
             try:
                 await self._claim_ready_jobs()
                 if time.monotonic() >= next_heartbeat:
-                    await run_in_db_thread(
+                    await _in_db_thread(
                         ledger.renew_leases, self.worker_id, self.config.lease_seconds
                     )
                     next_heartbeat = time.monotonic() + heartbeat_every
@@ -203,7 +215,7 @@ class JobRunner:
         room = self.config.concurrency - len(self._running) - len(self._waiting)
         if room <= 0:
             return
-        jobs = await run_in_db_thread(
+        jobs = await _in_db_thread(
             ledger.claim_ready_jobs, self.worker_id, room, self.config.lease_seconds
         )
         # A full batch means more are probably due: sweep again as soon as

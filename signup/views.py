@@ -15,10 +15,10 @@ from django.tasks import Task
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from background.db_threads import run_in_db_thread
 from mailer.tasks import send_existing_account_email, send_welcome_email
 
 from . import ratelimit
+from .db_threads import run_in_db_thread
 from .models import User
 from .validation import normalise_email
 
