@@ -222,11 +222,14 @@ class Harness:
         template = self._templates.get(scenario.template)
         if template is None:
             template = self.raw / f"template-{scenario.template}.sqlite3"
-            template.unlink(missing_ok=True)
+            for stale in template.parent.glob(template.name + "*"):
+                stale.unlink()
             env = self.env(scenario, template, 25)
             self.manage(env, "migrate", "--no-input", "-v", "0", timeout=300)
             self._templates[scenario.template] = template
         db = self.raw / f"{tag}.sqlite3"
+        for stale in db.parent.glob(db.name + "*"):  # An interrupted run's -wal, -shm.
+            stale.unlink()
         shutil.copyfile(template, db)
         return db
 

@@ -1,5 +1,6 @@
 """What the account mails say: rendered from templates, addressed, identified."""
 
+import functools
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -34,6 +35,7 @@ def message_id_for(job_id: str) -> str:
     return f"<{job_id}@{domain or 'localhost'}>"
 
 
+@functools.lru_cache(maxsize=256)  # The sender's header is the same for every mail.
 def address_header(address: str) -> str:
     """An ASCII header value: IDN domain in punycode, display name RFC 2047-encoded."""
     name, addr = parseaddr(address)
