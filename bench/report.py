@@ -82,8 +82,16 @@ def goals(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
         return spread["p99"] if spread else None
 
     def drain_rate(scenario: str) -> float | None:
-        row = _find(drains, scenario=scenario, workers=workers)
+        row = _find(drains, scenario=scenario, workers=workers, sink="bench")
         return row["mails_per_s"] if row else None
+
+    def rss_ratio() -> float | None:
+        row = _find(results.get("memory", []), workers=workers)
+        backlogs = sorted((key for key in row or {} if key.isdigit()), key=int)
+        if row is None or len(backlogs) < 2:
+            return None
+        small, large = (row[key]["server"]["rss_peak_mb"] for key in (backlogs[0], backlogs[-1]))
+        return _ratio(large, small)
 
     peers = ("tasks-db", "celery", "vtasks")
     peer_inbox = [v for v in map(inbox_p99, peers) if v is not None]
@@ -121,6 +129,13 @@ def goals(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
             "value": inbox_p99("project"),
             "target": "<= 25 and < every peer",
             "limit": min([25.0, *peer_inbox]),
+            "lower_is_better": True,
+        },
+        {
+            "goal": "project server RSS, largest / smallest backlog",
+            "value": rss_ratio(),
+            "target": "<= 1.1",
+            "limit": 1.1,
             "lower_is_better": True,
         },
         {
@@ -215,12 +230,32 @@ OPEN_COLUMNS: list[Column] = [
 ]
 DRAIN_COLUMNS: list[Column] = [
     *WHERE,
+    ("sink", lambda r: r["sink"]),
     ("queued", lambda r: r["queued"]),
     ("delivered", lambda r: r["delivered"]),
     ("mails/s first to last", lambda r: r["mails_per_s"]),
     ("mails/s from start", lambda r: r["mails_per_s_from_start"]),
-    ("dup", lambda r: r["duplicates"]),
+    ("dup", lambda r: r.get("duplicates")),
     *USAGE,
+]
+
+
+def _memory_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for record in results.get("memory", []):
+        for key, figures in record.items():
+            if key.isdigit():
+                rows.append({"workers": record["workers"], "queued": int(key), **figures})
+    return rows
+
+
+MEMORY_COLUMNS: list[Column] = [
+    ("workers", lambda r: r["workers"]),
+    ("queued", lambda r: r["queued"]),
+    ("server RSS MB (peak)", _usage("server", "rss_peak_mb")),
+    ("server CPU %", _usage("server", "cpu_percent")),
+    ("mails sent while watched", lambda r: r["sent_while_watched"]),
+    ("enqueue s", lambda r: r["enqueue_seconds"]),
 ]
 GOAL_COLUMNS: list[Column] = [(key, itemgetter(key)) for key in ("goal", "value", "target", "met")]
 
@@ -246,6 +281,13 @@ def markdown(results: dict[str, Any]) -> str:
             "## Drain: a backlog queued with nothing running, then everything started",
             _table(DRAIN_COLUMNS, results["drain"]),
         ]
+    if results.get("memory"):
+        parts += [
+            "## Memory: the product's server with a small and a large backlog in its ledger",
+            f"Each backlog queued with nothing running, then the server (and a 0 s sink) "
+            f"ran for {results['memory'][0]['watch_s']} s while its RSS was sampled.",
+            _table(MEMORY_COLUMNS, _memory_rows(results)),
+        ]
     for workers, rows in results["goals"].items():
         parts += [f"## Goals (uvicorn --workers {workers})", _table(GOAL_COLUMNS, rows)]
     if results["failures"]:
@@ -253,68 +295,68 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _at_half_rate(runs: list[dict[str, Any]], workers: int, delay: float) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in runs
+        if r["workers"] == workers and r["smtp_delay"] == delay and r["fraction"] == 0.5
+    ]
+
+
+def _draw_latency(ax: Any, rows: list[dict[str, Any]]) -> None:
+    keys = ["p50", "p90", "p99", "p99.9", "max"]
+    for r in rows:
+        ax.plot(
+            keys, [max(r["latency_ms"][k], 0.001) for k in keys], marker="o", label=r["scenario"]
+        )
+    ax.set_yscale("log")
+    ax.set_ylabel("latency from due time, ms")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _draw_inbox(ax: Any, rows: list[dict[str, Any]]) -> None:
+    rows = [r for r in rows if (r.get("mail") or {}).get("time_to_inbox_ms")]
+    for offset, key in enumerate(("p50", "p90", "p99")):
+        values = [r["mail"]["time_to_inbox_ms"][key] for r in rows]
+        positions = [i + (offset - 1) * 0.27 for i in range(len(rows))]
+        ax.bar(positions, values, width=0.27, label=key)
+    for i, r in enumerate(rows):
+        if r["mail"]["undelivered"]:
+            note = f"{r['mail']['undelivered']} of {r['mail']['expected']}\nnot delivered"
+            ax.annotate(note, (i, 1), ha="center", fontsize=7, color="red")
+    ax.set_xticks(range(len(rows)), [r["scenario"] for r in rows])
+    ax.set_yscale("symlog", linthresh=1)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.set_ylabel("201 answer to SMTP 250, ms (symlog)")
+
+
 def plots(results: dict[str, Any], out: Path) -> list[str]:
+    """Per uvicorn worker count: latency percentiles and time-to-inbox, one panel per delay."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
     runs = results["open_loop"]
-    workers = sorted({r["workers"] for r in runs})
     delays = sorted({r["smtp_delay"] for r in runs})
-    keys = ["p50", "p90", "p99", "p99.9", "max"]
-    for w in workers:
-        fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 4.5), squeeze=False)
-        for ax, delay in zip(axes[0], delays, strict=True):
-            for r in runs:
-                if r["workers"] == w and r["smtp_delay"] == delay and r["fraction"] == 0.5:
-                    values = [max(r["latency_ms"][k], 0.001) for k in keys]
-                    ax.plot(keys, values, marker="o", label=r["scenario"])
-            ax.set_yscale("log")
-            ax.set_title(f"SMTP delay {delay:g} s, 50 % of floor-insert max")
-            ax.set_ylabel("latency from due time, ms")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.suptitle(f"Signup latency percentiles (uvicorn --workers {w})")
-        fig.tight_layout()
-        name = f"latency-w{w}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
-
-        fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 4.5), squeeze=False)
-        for ax, delay in zip(axes[0], delays, strict=True):
-            rows = [
-                r
-                for r in runs
-                if r["workers"] == w
-                and r["smtp_delay"] == delay
-                and r["fraction"] == 0.5
-                and (r.get("mail") or {}).get("time_to_inbox_ms")
-            ]
-            names = [r["scenario"] for r in rows]
-            for offset, key in enumerate(("p50", "p90", "p99")):
-                values = [r["mail"]["time_to_inbox_ms"][key] for r in rows]
-                positions = [i + (offset - 1) * 0.27 for i in range(len(rows))]
-                ax.bar(positions, values, width=0.27, label=key)
-            for i, r in enumerate(rows):
-                if r["mail"]["undelivered"]:
-                    note = f"{r['mail']['undelivered']} of {r['mail']['expected']}\nnot delivered"
-                    ax.annotate(note, (i, 1), ha="center", fontsize=7, color="red")
-            ax.set_xticks(range(len(rows)), names)
-            ax.set_yscale("symlog", linthresh=1)
-            ax.axhline(0, color="black", linewidth=0.5)
-            ax.grid(True, axis="y", which="both", alpha=0.3)
-            ax.set_title(f"SMTP delay {delay:g} s, 50 % of floor-insert max")
-            ax.set_ylabel("201 answer to SMTP 250, ms (symlog)")
-            ax.legend(fontsize=8)
-        fig.suptitle(f"Time-to-inbox (uvicorn --workers {w})")
-        fig.tight_layout()
-        name = f"time-to-inbox-w{w}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        written.append(name)
+    figures = [
+        ("latency", "Signup latency percentiles", _draw_latency),
+        ("time-to-inbox", "Time-to-inbox", _draw_inbox),
+    ]
+    written = []
+    for w in sorted({r["workers"] for r in runs}):
+        for name, title, draw in figures:
+            fig, axes = plt.subplots(1, len(delays), figsize=(6 * len(delays), 4.5), squeeze=False)
+            for ax, delay in zip(axes[0], delays, strict=True):
+                draw(ax, _at_half_rate(runs, w, delay))
+                ax.set_title(f"SMTP delay {delay:g} s, 50 % of floor-insert max")
+                ax.legend(fontsize=8)
+            fig.suptitle(f"{title} (uvicorn --workers {w})")
+            fig.tight_layout()
+            fig.savefig(out / f"{name}-w{w}.png", dpi=110)
+            plt.close(fig)
+            written.append(f"{name}-w{w}.png")
     return written
 
 
