@@ -7,6 +7,7 @@ was lost.
 
 import argparse
 import asyncio
+import json
 import shlex
 import shutil
 import sys
@@ -68,6 +69,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--celery-concurrency", type=int, default=16, help="celery --concurrency")
     run.add_argument("--redis-url", default="redis://127.0.0.1:6379/11", help="flushed per run")
     run.add_argument("--out", type=Path, help="output directory")
+    report = commands.add_parser("report", help="rewrite results.md and the plots")
+    report.add_argument("results", type=Path, help="a run's directory (with results.json)")
     return parser.parse_args(argv)
 
 
@@ -117,6 +120,11 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    if args.command == "report":
+        results = json.loads((args.results / "results.json").read_text())
+        write(results, args.results)
+        print((args.results / "results.md").read_text())
+        return 0
     started = datetime.now(UTC).replace(microsecond=0)
     config = config_from(args, started)
     print(f"bench: writing to {config.out}", flush=True)

@@ -260,6 +260,52 @@ MEMORY_COLUMNS: list[Column] = [
 GOAL_COLUMNS: list[Column] = [(key, itemgetter(key)) for key in ("goal", "value", "target", "met")]
 
 
+def summary(results: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    """One row per scenario: the figures the README quotes."""
+    runs, maxima, drains = results["open_loop"], results["max_throughput"], results["drain"]
+    rows = []
+    for name in dict.fromkeys(r["scenario"] for r in runs if r["workers"] == workers):
+        half = {
+            delay: _find(runs, scenario=name, workers=workers, smtp_delay=delay, fraction=0.5)
+            for delay in (0.0, 2.0)
+        }
+        fastest = _find(maxima, scenario=name, workers=workers, smtp_delay=0.0, client="wrk")
+        fastest = fastest or _find(maxima, scenario=name, workers=workers, smtp_delay=0.0)
+        drained = {
+            sink: _find(drains, scenario=name, workers=workers, sink=sink)
+            for sink in ("bench", "smtp-sink")
+        }
+        zero, two = half[0.0], half[2.0]
+        rows.append(
+            {
+                "scenario": name,
+                "max_rate": fastest["rate"] if fastest else None,
+                "p50": zero["latency_ms"]["p50"] if zero else None,
+                "p99": zero["latency_ms"]["p99"] if zero else None,
+                "p99_2s": two["latency_ms"]["p99"] if two else None,
+                "inbox_p50": (_inbox("p50")(zero) if zero else None),
+                "inbox_p99": (_inbox("p99")(zero) if zero else None),
+                "drain": {k: (v or {}).get("mails_per_s") for k, v in drained.items()},
+                "server_cpu": zero["server"]["cpu_percent"] if zero else None,
+            }
+        )
+    return rows
+
+
+SUMMARY_COLUMNS: list[Column] = [
+    ("scenario", itemgetter("scenario")),
+    ("max req/s", itemgetter("max_rate")),
+    ("p50 ms", itemgetter("p50")),
+    ("p99 ms", itemgetter("p99")),
+    ("p99 ms, 2 s SMTP", itemgetter("p99_2s")),
+    ("inbox p50 ms", itemgetter("inbox_p50")),
+    ("inbox p99 ms", itemgetter("inbox_p99")),
+    ("server CPU %", itemgetter("server_cpu")),
+    ("drain mails/s", lambda r: r["drain"]["bench"]),
+    ("drain mails/s, smtp-sink", lambda r: r["drain"]["smtp-sink"]),
+]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     host = meta["machine"]
@@ -267,6 +313,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Benchmark {meta['started_at']}{' (smoke)' if meta['smoke'] else ''}",
         f"Machine: {host['cpu']}, {host['cpus']} CPUs, {host['memory_gb']} GB, "
         f"Linux {host['kernel']}, Python {host['python']}. Command: `{meta['command']}`",
+    ]
+    for workers in results["goals"]:
+        parts += [
+            f"## Summary (uvicorn --workers {workers})",
+            "Maximum: closed loop (wrk where it ran). Latency and time-to-inbox: open loop at "
+            "50 % of floor-insert's maximum, SMTP sink at 0 s unless marked. Drain: 10,000 "
+            "queued mails.",
+            _table(SUMMARY_COLUMNS, summary(results, int(workers))),
+        ]
+    parts += [
         "## Maximum throughput (closed loop)",
         _table(MAX_COLUMNS, results["max_throughput"]),
         "## Open loop: latency from the due time (ms) and time-to-inbox (ms)",
