@@ -35,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 _active_runner: "JobRunner | None" = None
 
-# Sent (with asend) after a runner has stopped, so the parts jobs use, such as
-# mail connections, can close without the runner knowing about them.
+# Sent (with asend, on the runner's loop) when a runner has started and after
+# it has stopped, so the parts jobs use, such as mail connections, can live as
+# long as the runner without the runner knowing about them.
+runner_started = Signal()
 runner_stopped = Signal()
 
 
@@ -110,6 +112,7 @@ class JobRunner:
         await _in_db_thread(ledger.check_ledger)
         self._loop = asyncio.get_running_loop()
         self._accepting = True
+        await runner_started.asend(sender=type(self), runner=self)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-sweeper")
         _active_runner = self
         logger.info("Job runner %s started", self.worker_id)

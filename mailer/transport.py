@@ -1,6 +1,10 @@
 """How the bytes of a mail reach the SMTP server.
 
-A small pool of aiosmtplib connections per event loop. Every SMTP operation
+A small pool of aiosmtplib connections per long-lived event loop (the job
+runner's); on any other loop, such as the one a sync worker (``db_worker``, a
+Celery worker) makes for a single task, each send opens a connection and
+closes it with QUIT, since that loop and its connections would be abandoned
+when the task ends. Every SMTP operation
 is bounded by EMAIL_TIMEOUT and a whole send by three times that. Failures are
 raised as ``DeliveryError`` saying whether trying again later can help; when
 to try again is the caller's business.
@@ -66,6 +70,7 @@ class SMTPTransport:
         use_implicit_tls: bool = False,
         timeout: float = 10.0,
         pool_size: int = 8,
+        keep_connections: bool = True,
     ) -> None:
         self._connect_options: dict[str, Any] = {
             "hostname": host,
@@ -77,11 +82,12 @@ class SMTPTransport:
             "timeout": timeout,
         }
         self.timeout = timeout
+        self.keep_connections = keep_connections
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []
 
     @classmethod
-    def from_settings(cls) -> Self:
+    def from_settings(cls, *, keep_connections: bool = True) -> Self:
         """Built from MAILERS["default"]["OPTIONS"], the SMTP settings Django's mail uses."""
         options = settings.MAILERS["default"]["OPTIONS"]
         return cls(
@@ -93,6 +99,7 @@ class SMTPTransport:
             use_implicit_tls=bool(options.get("use_ssl")),
             timeout=float(options.get("timeout") or 10),
             pool_size=settings.EMAIL_POOL_SIZE,
+            keep_connections=keep_connections,
         )
 
     async def send(self, message: EmailMessage | Message) -> None:
@@ -106,7 +113,10 @@ class SMTPTransport:
                 if client is not None:
                     client.close()
                 raise classify(error) from error
-            self._idle.append(client)
+            if self.keep_connections:
+                self._idle.append(client)
+            else:
+                await self._quit(client)
 
     async def _deliver(
         self, client: aiosmtplib.SMTP | None, message: EmailMessage | Message
@@ -128,29 +138,44 @@ class SMTPTransport:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for client in idle:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await client.quit()
-            except Exception:
-                client.close()
+            await self._quit(client)
+
+    async def _quit(self, client: aiosmtplib.SMTP) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await client.quit()
+        except Exception:
+            client.close()
 
 
 # aiosmtplib connections belong to one event loop: one transport per loop.
 _transports: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SMTPTransport]" = (
     weakref.WeakKeyDictionary()
 )
+# Loops that announced they live long enough for connections to be worth keeping.
+_long_lived_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
 
 
 def get_transport() -> SMTPTransport:
     loop = asyncio.get_running_loop()
     transport = _transports.get(loop)
     if transport is None:
-        transport = _transports[loop] = SMTPTransport.from_settings()
+        keep = loop in _long_lived_loops
+        transport = _transports[loop] = SMTPTransport.from_settings(keep_connections=keep)
     return transport
+
+
+async def keep_connections(**kwargs: object) -> None:
+    """Pool connections on this loop from now on (a receiver of ``runner_started``)."""
+    loop = asyncio.get_running_loop()
+    _long_lived_loops.add(loop)
+    _transports.pop(loop, None)
 
 
 async def close_transports(**kwargs: object) -> None:
     """Close this loop's pooled connections (a receiver of ``runner_stopped``)."""
-    transport = _transports.pop(asyncio.get_running_loop(), None)
+    loop = asyncio.get_running_loop()
+    _long_lived_loops.discard(loop)
+    transport = _transports.pop(loop, None)
     if transport is not None:
         await transport.close()

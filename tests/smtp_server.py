@@ -35,6 +35,7 @@ class SMTPTestServer:
         self.port = port or free_port()
         self.received: list[Received] = []
         self.data_commands = 0
+        self.quits = 0  # sessions the client ended with QUIT
         self._script: list[str] = []
         self._lock = threading.Lock()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -71,6 +72,11 @@ class SMTPTestServer:
         with self._lock:
             self.received.append(Received(list(envelope.rcpt_tos), message, time.monotonic()))  # type: ignore[arg-type]
         return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            self.quits += 1
+        return "221 Bye"
 
     def recipients(self) -> list[str]:
         with self._lock:

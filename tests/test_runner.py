@@ -323,3 +323,31 @@ def test_a_batch_of_outcomes_that_rolls_back_changes_nothing() -> None:
     stored = Job.objects.get()
     assert (stored.status, stored.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-a"])
     assert (claimed.status, claimed.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-a"])
+
+
+async def test_the_runner_keeps_its_smtp_connection_until_it_stops(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
+    emails = [f"pooled{i}@example.com" for i in range(3)]
+    await new_accounts(*emails)
+    runner = await start_runner(concurrency=1)
+    for email in emails:
+        await finished(await send_welcome_email.aenqueue(email))
+    assert len(smtp_server.recipients()) == 3
+    assert smtp_server.quits == 0  # One connection, kept for the next mail.
+    await runner.stop()
+    assert smtp_server.quits == 1
+
+
+def test_a_task_run_by_a_sync_worker_closes_its_smtp_connection(
+    smtp_server: SMTPTestServer, settings: Any
+) -> None:
+    # db_worker or a Celery worker runs each async task on a loop of its own,
+    # which is gone after the task: a connection kept there would leak.
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    emails = [f"worker{i}@example.com" for i in range(3)]
+    for email in emails:
+        User.objects.create_user(email)
+        send_welcome_email.enqueue(email)
+    assert sorted(smtp_server.recipients()) == sorted(emails)
+    assert smtp_server.quits == 3
