@@ -19,12 +19,14 @@ if os.environ.get("BENCH_SCENARIO") == "vtasks":
     install()
     vtasks_application = get_worker_application(django_application)
 
-    async def application(scope: Any, receive: Any, send: Any) -> None:
+    async def vtasks_with_pooling(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             # Its worker sends from uvicorn's loop, which lives as long as the
             # server: let the transport pool there, as on the product's runner.
             await keep_connections()
         await vtasks_application(scope, receive, send)
+
+    application: Any = vtasks_with_pooling
 else:
     # The product's lifespan; it starts no runner when TASKS is not its backend.
     application = with_job_runner(django_application)
