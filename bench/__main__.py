@@ -64,6 +64,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument(
         "--no-closed", action="store_true", help="probe the maximum of the baseline only"
     )
+    run.add_argument(
+        "--no-load", action="store_true", help="only the drain and memory phases, no load"
+    )
     run.add_argument("--no-wrk", action="store_true", help="no wrk closed-loop probe")
     run.add_argument("--celery-pool", default="threads", help="celery worker --pool")
     run.add_argument("--celery-concurrency", type=int, default=16, help="celery --concurrency")
@@ -111,6 +114,7 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
         request_timeout=pick(args.request_timeout, 30, 10),
         warmup=int(pick(args.warmup, 50, 5)),
         base_rate=args.base_rate,
+        load=not args.no_load,
         wrk=not args.no_wrk and shutil.which("wrk") is not None,
         celery_pool=args.celery_pool,
         celery_concurrency=args.celery_concurrency,

@@ -88,6 +88,7 @@ class Config:
     mail_wait: float
     request_timeout: float
     warmup: int  # requests per session before any measurement, mails waited for
+    load: bool  # the load phases (maximum, open loop); without: only drain and memory
     base_rate: float | None  # given instead of measured: the rates' 100 %
     wrk: bool  # also probe the maximum with wrk (C), which needs far less CPU than Python
     celery_pool: str
@@ -605,23 +606,8 @@ class Harness:
         config = self.config
         for workers in config.workers:
             print(f"uvicorn --workers {workers}", flush=True)
-            if config.base_rate is None:
-                session = await self.session(SCENARIOS[BASELINE], 0.0, workers)
-                try:
-                    base = (await self.closed(session))["rate"]
-                    if config.wrk:
-                        await self.closed_wrk(session)
-                finally:
-                    session.close()
-            else:
-                base = config.base_rate
-            ceiling = base if config.rate_cap is None else min(base, config.rate_cap)
-            rates = [(fraction, round(fraction * ceiling, 1)) for fraction in config.fractions]
-            for name in config.scenarios:
-                for delay in config.delays:
-                    await self.guarded(
-                        name, partial(self.scenario_runs, name, delay, workers, rates)
-                    )
+            if config.load:
+                await self.load(workers)
             for name in config.scenarios:
                 if SCENARIOS[name].queues and config.drain_count > 0:
                     for sink_kind in config.drain_sinks:
@@ -632,6 +618,24 @@ class Harness:
                 await self.guarded("project", partial(self.memory, workers))
         self.results["broken"] = self.broken
         return self.results
+
+    async def load(self, workers: int) -> None:
+        """The maximum of the baseline, then every scenario's open-loop rates and maxima."""
+        config = self.config
+        base = config.base_rate
+        if base is None:
+            session = await self.session(SCENARIOS[BASELINE], 0.0, workers)
+            try:
+                base = (await self.closed(session))["rate"]
+                if config.wrk:
+                    await self.closed_wrk(session)
+            finally:
+                session.close()
+        ceiling = base if config.rate_cap is None else min(base, config.rate_cap)
+        rates = [(fraction, round(fraction * ceiling, 1)) for fraction in config.fractions]
+        for name in config.scenarios:
+            for delay in config.delays:
+                await self.guarded(name, partial(self.scenario_runs, name, delay, workers, rates))
 
     async def guarded(self, name: str, step: Callable[[], Awaitable[Any]]) -> None:
         """A scenario that cannot run at all is a finding, not the end of the run."""
