@@ -111,6 +111,15 @@ def spread_ms(values: list[float]) -> dict[str, float] | None:
     return {key: round(1000 * value, 2) for key, value in figures.items()}
 
 
+def stop_and_remove(children: list[Child], db: Path | None) -> None:
+    """Stop the processes, last started first, then delete the database and its -wal, -shm."""
+    for child in reversed(children):
+        child.stop(timeout=5)
+    if db is not None:
+        for path in db.parent.glob(db.name + "*"):
+            path.unlink()
+
+
 @dataclass
 class Answer:
     status: str
@@ -165,10 +174,7 @@ class Session:
         return errors[-1] if errors else None
 
     def close(self) -> None:
-        for child in reversed(self.children):
-            child.stop(timeout=5)
-        for path in self.db.parent.glob(self.db.name + "*"):
-            path.unlink()
+        stop_and_remove(self.children, self.db)
 
 
 class Harness:
@@ -502,11 +508,7 @@ class Harness:
             first, last, delivered = await self.wait_for_backlog(sink, count)
             used = await usage.stop()
         finally:
-            for child in reversed(children):
-                child.stop(timeout=5)
-            if db is not None:
-                for path in db.parent.glob(db.name + "*"):
-                    path.unlink()
+            stop_and_remove(children, db)
         span = last - first if first is not None and last is not None else 0.0
         record = {
             "scenario": scenario.name,
@@ -581,11 +583,7 @@ class Harness:
                 sink.poll()
                 used = await usage.stop()
             finally:
-                for child in reversed(children):
-                    child.stop(timeout=5)
-                if db is not None:
-                    for path in db.parent.glob(db.name + "*"):
-                        path.unlink()
+                stop_and_remove(children, db)
             record[str(count)] = {
                 "enqueue_seconds": round(enqueue_s, 2),
                 "sent_while_watched": len(sink.first),

@@ -38,6 +38,14 @@ def _create_user(email: str) -> None:
             User.objects.create_user(email)
 
 
+async def _sign_up(request: HttpRequest) -> tuple[str, HttpResponse | None]:
+    """Validate the address and create the user; (address, None) or ("", the 400)."""
+    email, problem = _email(request)
+    if problem is None:
+        await sync_to_async(_create_user)(email)
+    return email, problem
+
+
 @csrf_exempt
 @require_POST
 async def floor_hello(request: HttpRequest) -> HttpResponse:
@@ -49,21 +57,17 @@ async def floor_hello(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def floor_insert(request: HttpRequest) -> HttpResponse:
     """The database floor: validate and create the user, send nothing."""
-    email, problem = _email(request)
-    if problem is not None:
-        return problem
-    await sync_to_async(_create_user)(email)
-    return JsonResponse({"detail": REGISTERED}, status=201)
+    _, problem = await _sign_up(request)
+    return problem or JsonResponse({"detail": REGISTERED}, status=201)
 
 
 @csrf_exempt
 @require_POST
 async def inline(request: HttpRequest) -> HttpResponse:
     """The blocking foil: the request waits for the SMTP server's 250."""
-    email, problem = _email(request)
+    email, problem = await _sign_up(request)
     if problem is not None:
         return problem
-    await sync_to_async(_create_user)(email)
     template, subject = WELCOME
     message = await sync_to_async(account_mail)(template, subject, email, uuid.uuid4().hex)
     if message is not None:
