@@ -318,8 +318,8 @@ def markdown(results: dict[str, Any]) -> str:
         parts += [
             f"## Summary (uvicorn --workers {workers})",
             "Maximum: closed loop (wrk where it ran). Latency and time-to-inbox: open loop at "
-            "50 % of floor-insert's maximum, SMTP sink at 0 s unless marked. Drain: 10,000 "
-            "queued mails.",
+            "50 % of floor-insert's maximum, SMTP sink at 0 s unless marked. Drain: "
+            f"{meta['config']['drain_count']:,} queued mails.",
             _table(SUMMARY_COLUMNS, summary(results, int(workers))),
         ]
     parts += [
