@@ -24,39 +24,57 @@ SUCCESSFUL = TaskResultStatus.SUCCESSFUL
 FAILED = TaskResultStatus.FAILED
 
 
-def _claimable(now: datetime) -> Q:
-    due = Q(status=READY, run_after__lte=now)
-    orphaned = Q(status=RUNNING, lease_expires_at__lt=now)
-    return due | orphaned
+def _orphaned(now: datetime) -> Q:
+    """Running, but its lease ran out: its process died or stalled."""
+    return Q(status=RUNNING, lease_expires_at__lt=now)
+
+
+def _due(now: datetime) -> Q:
+    return Q(status=READY, run_after__lte=now)
 
 
 def claim_ready_jobs(worker_id: str, limit: int, lease_seconds: float) -> list[Job]:
-    """Atomically take up to ``limit`` due jobs (and orphaned ones) for ``worker_id``.
+    """Atomically take up to ``limit`` orphaned, then due, jobs for ``worker_id``.
 
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets workers claim side by side.
-    SQLite: the transaction is IMMEDIATE, so it holds the write lock from
-    BEGIN; the UPDATE repeats the condition so it stays correct even without.
+    The rows found stay ours until the commit, so the UPDATE goes by primary
+    key alone: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` locks them (and lets
+    workers claim side by side); on SQLite the IMMEDIATE transaction holds the
+    write lock from BEGIN (and in WAL mode a transaction that started without
+    it fails with "database is locked" rather than write over a newer claim).
+
+    Each kind is its own query, not one with OR, and the UPDATE names no other
+    column: each query then walks its index in order and stops at ``limit``, so
+    a claim costs the same with 100 or 100,000 jobs waiting (with the OR, SQLite
+    sorted every due job for every claim: 85 ms per claim at 100,000).
     """
     now = timezone.now()
     lease_until = now + timedelta(seconds=lease_seconds)
+    claim = {
+        "status": RUNNING,
+        "lease_owner": worker_id,
+        "lease_expires_at": lease_until,
+        "attempts": F("attempts") + 1,
+        "started_at": Coalesce("started_at", now),
+        "last_attempted_at": now,
+    }
+    ids: list[str] = []
     with transaction.atomic():
-        candidates = (
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(_claimable(now))
-            .order_by("-priority", "run_after")
-            .values_list("id", flat=True)[:limit]
-        )
-        ids = list(candidates)
+        for condition, order in (
+            (_orphaned(now), ["lease_expires_at"]),
+            (_due(now), ["-priority", "run_after"]),
+        ):
+            if len(ids) == limit:
+                break
+            found = list(
+                Job.objects.select_for_update(skip_locked=True)
+                .filter(condition)
+                .order_by(*order)
+                .values_list("id", flat=True)[: limit - len(ids)]
+            )
+            Job.objects.filter(id__in=found).update(**claim)
+            ids += found
         if not ids:
             return []
-        Job.objects.filter(_claimable(now), id__in=ids).update(
-            status=RUNNING,
-            lease_owner=worker_id,
-            lease_expires_at=lease_until,
-            attempts=F("attempts") + 1,
-            started_at=Coalesce("started_at", now),
-            last_attempted_at=now,
-        )
         return list(
             Job.objects.filter(id__in=ids, lease_owner=worker_id, lease_expires_at=lease_until)
         )

@@ -48,7 +48,8 @@ class Job(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["status", "run_after"], name="job_due"),
+            # The order the runner claims due jobs in (ledger.claim_ready_jobs).
+            models.Index(fields=["status", "-priority", "run_after"], name="job_next"),
             models.Index(fields=["status", "lease_expires_at"], name="job_lease"),
             models.Index(fields=["lease_owner"], name="job_owner"),
         ]
