@@ -544,12 +544,12 @@ class Harness:
         self, sink: Sink | PostfixSink, count: int
     ) -> tuple[float | None, float | None, int]:
         """(first arrival, last arrival, mails delivered) once all arrived or time ran out."""
-        deadline = time.monotonic() + self.config.drain_timeout
         if isinstance(sink, Sink):
             await sink.wait_for_count(count, self.config.drain_timeout)
             times = sorted(sink.first.values())
             return (times[0], times[-1], len(times)) if times else (None, None, 0)
         # smtp-sink prints a counter, not times: poll it.
+        deadline = time.monotonic() + self.config.drain_timeout
         first: float | None = None
         last: float | None = None
         seen = 0

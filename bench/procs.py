@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,25 +106,23 @@ class Sink(Child):
                 self.first.setdefault(recipient, float(stamp))
         return len(self.first)
 
-    async def wait_for_count(self, count: int, timeout: float) -> bool:
-        """Wait until ``count`` distinct recipients arrived; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self.poll() < count:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    async def wait_for(self, recipients: set[str], timeout: float) -> bool:
-        """Wait until every one of ``recipients`` arrived; False on timeout."""
+    async def _wait_until(self, arrived: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             self.poll()
-            if recipients.issubset(self.first):
+            if arrived():
                 return True
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
+
+    async def wait_for_count(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` distinct recipients arrived; False on timeout."""
+        return await self._wait_until(lambda: len(self.first) >= count, timeout)
+
+    async def wait_for(self, recipients: set[str], timeout: float) -> bool:
+        """Wait until every one of ``recipients`` arrived; False on timeout."""
+        return await self._wait_until(lambda: recipients.issubset(self.first), timeout)
 
 
 class PostfixSink(Child):

@@ -4,10 +4,10 @@ A small pool of aiosmtplib connections per long-lived event loop (the job
 runner's); on any other loop, such as the one a sync worker (``db_worker``, a
 Celery worker) makes for a single task, each send opens a connection and
 closes it with QUIT, since that loop and its connections would be abandoned
-when the task ends. Every SMTP operation
-is bounded by EMAIL_TIMEOUT and a whole send by three times that. Failures are
-raised as ``DeliveryError`` saying whether trying again later can help; when
-to try again is the caller's business.
+when the task ends. Every SMTP operation is bounded by EMAIL_TIMEOUT and a
+whole send by three times that. Failures are raised as ``DeliveryError``
+saying whether trying again later can help; when to try again is the
+caller's business.
 """
 
 import asyncio
