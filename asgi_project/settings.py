@@ -107,10 +107,24 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# The longest any database call of the service may take (background/database.py):
+# a request waiting longer answers 503, and SQLite's lock wait and
+# PostgreSQL's connect are bounded by it too, so an outage never hangs a request.
+DATABASE_TIMEOUT = env_number("DATABASE_TIMEOUT", 5, minimum=1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": max(2, int(DATABASE_TIMEOUT)),
+            # A server that vanished without closing the connection (network
+            # cut, host gone) fails the connection after this many ms instead
+            # of leaving a thread waiting on TCP's ~15-minute retransmissions.
+            "tcp_user_timeout": int(DATABASE_TIMEOUT * 1000),
+        }
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": DATABASE_TIMEOUT,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # Tests use a file too: an in-memory database shared between threads
@@ -185,6 +199,9 @@ TASKS = {
         },
     }
 }
+
+# Bearer token that makes /healthz include job counts by status; empty: never.
+HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
 
 # Abuse limits, as "<count>/<s|m|h|d>"; "off" disables one.
 SIGNUP_RATE_PER_IP = os.environ.get("SIGNUP_RATE_PER_IP", "20/m")

@@ -1,6 +1,6 @@
 """Every read and write the runner makes to the job ledger.
 
-Plain synchronous ORM code: the runner calls it through ``sync_to_async``.
+Plain synchronous ORM code: the runner calls it on ``database.runner_threads``.
 Each write that ends an attempt is conditional on still holding the lease, so
 a worker that lost its lease (it stalled, another took the job over) cannot
 overwrite the newer owner's outcome.
@@ -10,7 +10,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.tasks import TaskResultStatus
@@ -146,9 +147,9 @@ def release_jobs(worker_id: str, job_ids: list[str], *, started: bool) -> int:
     )
 
 
-def renew_leases(worker_id: str, lease_seconds: float) -> int:
-    """Extend the lease on every job this worker still holds (its heartbeat)."""
-    return Job.objects.filter(lease_owner=worker_id, status=RUNNING).update(
+def renew_leases(worker_id: str, job_ids: list[str], lease_seconds: float) -> int:
+    """Extend the leases this worker still holds on ``job_ids`` (its heartbeat)."""
+    return Job.objects.filter(id__in=job_ids, lease_owner=worker_id, status=RUNNING).update(
         lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds)
     )
 
@@ -158,6 +159,22 @@ def count_jobs_by_status() -> dict[str, int]:
     for row in Job.objects.values("status").annotate(n=Count("id")).order_by():
         counts[row["status"]] = row["n"]
     return counts
+
+
+class LedgerNotReady(Exception):
+    """The database answers, but its schema is not the one this code needs."""
+
+
+def check_migrated() -> None:
+    """Raise ``LedgerNotReady`` naming the fix if migrations are not all applied."""
+    executor = MigrationExecutor(connection)
+    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if pending:
+        first = pending[0][0]
+        raise LedgerNotReady(
+            f"{len(pending)} migration(s) not applied, the first {first.app_label}.{first.name}:"
+            " run `python manage.py migrate`"
+        )
 
 
 def check_ledger() -> None:

@@ -7,6 +7,8 @@ from typing import Any
 from django.tasks import task_backends
 
 from .backend import LedgerBackend
+from .database import DatabaseUnavailable, first_line
+from .ledger import LedgerNotReady
 from .runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -44,8 +46,15 @@ def with_job_runner(app: ASGIApp) -> ASGIApp:
                     if runner is not None:
                         await runner.start()
                 except Exception as error:
-                    logger.exception("Job runner failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": type(error).__name__})
+                    # The cause goes last, where an operator reading the
+                    # end of the log looks (uvicorn prints the message).
+                    if isinstance(error, (DatabaseUnavailable, LedgerNotReady)):
+                        reason = str(error)
+                    else:
+                        logger.exception("Job runner failed to start")
+                        reason = first_line(error)
+                    reason = f"Job runner failed to start: {reason}"
+                    await send({"type": "lifespan.startup.failed", "message": reason})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

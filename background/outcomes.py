@@ -9,12 +9,24 @@ many.
 """
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import ledger
+from .database import first_line
+
+logger = logging.getLogger(__name__)
 
 Write = Callable[..., bool]
+
+# Pauses between tries of a batch the database refused: quick at first (a
+# dropped connection is replaced at once), then every few seconds for as long
+# as an outage lasts. An outcome not written makes its job run again once the
+# lease runs out, a duplicate mail: so it is never given up while the process
+# lives.
+RETRY_PAUSES = (0.1, 0.5, 1.0, 2.0, 5.0)
+FAILURE_LOG_EVERY = 12  # Failed tries: about once a minute at the longest pause.
 
 
 class OutcomeWriter:
@@ -24,7 +36,10 @@ class OutcomeWriter:
         self._flusher: asyncio.Task[None] | None = None
 
     async def write(self, write: Write, *args: Any) -> bool:
-        """Run ``write(*args)`` in the next batch; its result (False: the lease was lost)."""
+        """Run ``write(*args)`` in the next batch; its result (False: the lease was lost).
+
+        Waits, through failures, until the batch is written.
+        """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((write, args, future))
         if self._flusher is None or self._flusher.done():
@@ -32,18 +47,41 @@ class OutcomeWriter:
         return await future
 
     async def _flush(self) -> None:
+        failures = 0
         while self._pending:
-            batch, self._pending = self._pending, []
+            # Writers cancelled while waiting (a drain ran out of time) leave
+            # their jobs to the lease.
+            batch = [entry for entry in self._pending if not entry[2].done()]
+            self._pending = []
             try:
                 results = await self._run_in_db(
                     ledger.write_outcomes, [(write, args) for write, args, _ in batch]
                 )
             except Exception as error:
-                # The whole transaction rolled back: every writer sees the error.
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                for (*_, future), result in zip(batch, results, strict=True):
-                    if not future.done():  # Its waiter may have been cancelled.
-                        future.set_result(result)
+                # The whole transaction rolled back: try it again, with
+                # whatever arrived meanwhile.
+                self._pending = batch + self._pending
+                if failures % FAILURE_LOG_EVERY == 0:
+                    logger.warning(
+                        "Could not write %d job outcome(s) (%s); retrying until it works",
+                        len(batch),
+                        first_line(error),
+                    )
+                await asyncio.sleep(RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)])
+                failures += 1
+                continue
+            if failures:
+                logger.warning("Job outcomes written again after %d failed tries", failures)
+                failures = 0
+            for (*_, future), result in zip(batch, results, strict=True):
+                if not future.done():  # Its waiter may have been cancelled.
+                    future.set_result(result)
+
+    async def close(self) -> None:
+        """Stop trying (the runner has stopped); unwritten outcomes are left to the leases."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        for *_, future in self._pending:
+            future.cancel()
+        self._pending = []

@@ -16,8 +16,6 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Self
 
-from asgiref.sync import sync_to_async
-from django.db import connection
 from django.dispatch import Signal
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
@@ -26,6 +24,7 @@ from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
 from . import ledger
+from .database import DatabaseUnavailable, first_line, runner_threads
 from .models import Job
 from .outcomes import OutcomeWriter
 from .results import load_task, task_result_for
@@ -80,15 +79,9 @@ def _error_record(error: BaseException) -> dict[str, str]:
     }
 
 
-async def _in_db_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return await sync_to_async(func)(*args, **kwargs)
-    except Exception:
-        # The runner's connection lives as long as the process; after an
-        # error (server restart, network blip) drop it so the next call
-        # opens a fresh one.
-        await sync_to_async(connection.close)()
-        raise
+# While the database is unreachable every sweep fails: say so once, then
+# again at most this often, rather than one traceback per poll.
+SWEEP_FAILURE_LOG_EVERY = 60.0
 
 
 class JobRunner:
@@ -102,14 +95,16 @@ class JobRunner:
         self._sweeper: asyncio.Task[None] | None = None
         self._accepting = False
         self._backlog = False
-        self._outcomes = OutcomeWriter(_in_db_thread)
+        self._outcomes = OutcomeWriter(runner_threads.run)
+        self.last_sweep_at = time.monotonic()  # Of the last sweep that reached the ledger.
 
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
         """Check the ledger is usable, then start sweeping; raises if it is not."""
         global _active_runner
-        await _in_db_thread(ledger.check_ledger)
+        await runner_threads.run(ledger.check_migrated)
+        self.last_sweep_at = time.monotonic()
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         await runner_started.asend(sender=type(self), runner=self)
@@ -145,6 +140,7 @@ class JobRunner:
         self._waiting.clear()
         await self._release(cancelled, started=True)
         await self._release(never_started, started=False)
+        await self._outcomes.close()
         left = len(cancelled) + len(never_started)
         logger.info(
             "Job runner %s stopped: %d job(s) finished while draining, %d left for the next start",
@@ -157,9 +153,13 @@ class JobRunner:
 
     async def _release(self, job_ids: list[str], *, started: bool) -> None:
         try:
-            await _in_db_thread(ledger.release_jobs, self.worker_id, job_ids, started=started)
-        except Exception:
-            logger.exception("Could not release %d job(s); their leases will run out", len(job_ids))
+            await runner_threads.run(ledger.release_jobs, self.worker_id, job_ids, started=started)
+        except Exception as error:
+            logger.error(
+                "Could not release %d job(s) (%s); they run again when their leases run out",
+                len(job_ids),
+                first_line(error),
+            )
 
     # -- jobs handed over in memory ----------------------------------------
 
@@ -194,19 +194,40 @@ class JobRunner:
         """Look at the ledger now rather than at the next poll (loop thread)."""
         self._wake.set()
 
+    def seconds_since_sweep(self) -> float:
+        """How long ago a sweep last reached the ledger (any thread; for /healthz)."""
+        return time.monotonic() - self.last_sweep_at
+
     async def _sweep_forever(self) -> None:
         heartbeat_every = self.config.lease_seconds / 3
         next_heartbeat = time.monotonic() + heartbeat_every
+        failing_since: float | None = None
+        logged_at = 0.0
         while self._accepting:
             try:
                 await self._claim_ready_jobs()
                 if time.monotonic() >= next_heartbeat:
-                    await _in_db_thread(
-                        ledger.renew_leases, self.worker_id, self.config.lease_seconds
-                    )
+                    await self._renew_leases()
                     next_heartbeat = time.monotonic() + heartbeat_every
-            except Exception:
-                logger.exception("Job sweep failed; trying again at the next poll")
+            except Exception as error:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if not isinstance(error, DatabaseUnavailable):
+                    logger.exception("Job sweep failed; trying again at the next poll")
+                elif now - logged_at >= SWEEP_FAILURE_LOG_EVERY:
+                    logged_at = now
+                    logger.error(
+                        "Job sweep failing for %.0f s: database unavailable (%s)",
+                        now - failing_since,
+                        error,
+                    )
+            else:
+                self.last_sweep_at = time.monotonic()
+                if failing_since is not None:
+                    logger.warning(
+                        "Job sweep recovered after %.1f s", self.last_sweep_at - failing_since
+                    )
+                    failing_since, logged_at = None, 0.0
             try:
                 async with asyncio.timeout(self.config.poll_interval):
                     await self._wake.wait()
@@ -218,7 +239,7 @@ class JobRunner:
         room = self.config.concurrency - len(self._running) - len(self._waiting)
         if room <= 0:
             return
-        jobs = await _in_db_thread(
+        jobs = await runner_threads.run(
             ledger.claim_ready_jobs, self.worker_id, room, self.config.lease_seconds
         )
         # A full batch means more are probably due: sweep again as soon as
@@ -229,6 +250,15 @@ class JobRunner:
                 self._start(job)
             else:
                 self._waiting.append(job)
+
+    async def _renew_leases(self) -> None:
+        # Only the jobs this runner still holds in memory: a job it no longer
+        # knows of must not stay leased to it forever (it would never run).
+        held = [job.id for job in (*self._running.values(), *self._waiting)]
+        if held:
+            await runner_threads.run(
+                ledger.renew_leases, self.worker_id, held, self.config.lease_seconds
+            )
 
     # -- running one job ----------------------------------------------------
 
@@ -280,7 +310,7 @@ class JobRunner:
             job.id,
             job.task_path,
             job.attempts,
-            type(error).__name__,
+            first_line(error),
             f"retrying at {retry_at:%H:%M:%S}" if retry_at else "giving up",
         )
         await self._record(
@@ -290,18 +320,10 @@ class JobRunner:
             self._announce_finished(job)
 
     async def _record(self, write: Any, job: Job, *args: Any) -> None:
-        # A lost outcome means the job runs again after its lease: try a few
-        # times before settling for that.
-        for pause in (0.1, 0.5, 2.0, None):
-            try:
-                if not await self._outcomes.write(write, job, *args):
-                    logger.warning("Job %s was taken over by another worker", job.id)
-                return
-            except Exception:
-                if pause is None:
-                    logger.exception("Could not record the outcome of job %s", job.id)
-                    return
-                await asyncio.sleep(pause)
+        # The writer keeps trying through a database outage; the job holds
+        # its slot (and its lease, renewed) until the outcome is written.
+        if not await self._outcomes.write(write, job, *args):
+            logger.warning("Job %s was taken over by another worker", job.id)
 
     def _announce_finished(self, job: Job) -> None:
         task_finished.send(type(self), task_result=task_result_for(job))

@@ -5,15 +5,16 @@ Each task takes the job's context so the message's Message-ID comes from the
 job id: a retry of the same job sends the same message.
 """
 
-from asgiref.sync import sync_to_async
 from django.tasks import TaskContext, task
+
+from background.database import task_threads
 
 from .messages import account_mail
 from .transport import get_transport
 
 
 async def _send_account_mail(context: TaskContext, template: str, subject: str, email: str) -> bool:
-    message = await sync_to_async(account_mail)(template, subject, email, context.task_result.id)
+    message = await task_threads.run(account_mail, template, subject, email, context.task_result.id)
     if message is None:
         return False
     await get_transport().send(message)

@@ -1,6 +1,7 @@
 """HTTP side of signing up: parse and validate the request, answer without waiting for mail."""
 
 import json
+import logging
 from functools import partial
 from typing import Any
 
@@ -15,16 +16,21 @@ from django.tasks import Task
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
+from background.database import DatabaseUnavailable, request_threads
 from mailer.tasks import send_existing_account_email, send_welcome_email
 
 from . import ratelimit
-from .db_threads import run_in_db_thread
 from .models import User
 from .validation import normalise_email
+
+logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 REGISTERED = "User registered"
+# What a client is told to wait when the database is unavailable: long enough
+# for a dropped connection or a failover, short enough for a person to retry.
+UNAVAILABLE_RETRY_AFTER = 5
 
 
 class BadRequest(Exception):
@@ -159,9 +165,15 @@ async def register_user(request: HttpRequest) -> HttpResponse:
     if problems:
         return _answer(request, is_form, 400, "Invalid input.", errors={"email": problems})
 
-    retry_after = await run_in_db_thread(
-        register_address, email, request.META.get("REMOTE_ADDR", "")
-    )
+    try:
+        retry_after = await request_threads.run(
+            register_address, email, request.META.get("REMOTE_ADDR", "")
+        )
+    except DatabaseUnavailable as error:
+        logger.warning("Signup answered 503: database unavailable (%s)", error)
+        response = _answer(request, is_form, 503, "Service unavailable; try again shortly.")
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        return response
     if retry_after is not None:
         response = _answer(request, is_form, 429, "Too many signups; try again later.")
         response["Retry-After"] = str(int(retry_after))

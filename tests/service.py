@@ -17,6 +17,7 @@ import pytest
 from tests.smtp_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+HEALTHZ_TOKEN = "e2e-operator-token"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 
 
@@ -33,6 +34,7 @@ def base_env(database_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
         "TASKS_POLL_INTERVAL": "0.1",
         "TASKS_LEASE_SECONDS": "3",
         "TASKS_RETRY_BASE_DELAY": "0.2",
+        "HEALTHZ_TOKEN": HEALTHZ_TOKEN,
         "SIGNUP_RATE_PER_IP": "off",
         "MAIL_RATE_PER_ADDRESS": "off",
     }
@@ -113,6 +115,12 @@ class ServiceProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def job_counts(self) -> dict[str, int]:
+        """The ledger's job counts by status, as ``/healthz`` tells the operator."""
+        headers = {"Authorization": f"Bearer {HEALTHZ_TOKEN}"}
+        counts: dict[str, int] = httpx.get(f"{self.url}/healthz", headers=headers).json()["jobs"]
+        return counts
 
     def signup(self, email: str) -> httpx.Response:
         return httpx.post(f"{self.url}/signup/", json={"email": email}, timeout=10)

@@ -176,14 +176,26 @@ async def test_rolled_back_signup_queues_nothing() -> None:
     assert await nothing_written()
 
 
-async def test_healthz_reports_database_and_job_counts() -> None:
+async def test_healthz_gives_job_counts_to_the_operator_only(settings: Any) -> None:
+    settings.HEALTHZ_TOKEN = "operator-token"
     await post_json("health@example.com")
-    response = await AsyncClient().get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {
+    public = await AsyncClient().get("/healthz")
+    wrong = await AsyncClient().get("/healthz", headers={"Authorization": "Bearer guess"})
+    operator = await AsyncClient().get(
+        "/healthz", headers={"Authorization": "Bearer operator-token"}
+    )
+    assert (public.status_code, wrong.status_code, operator.status_code) == (200, 200, 200)
+    assert public.json() == wrong.json() == {"database": "ok"}
+    assert operator.json() == {
         "database": "ok",
         "jobs": {"READY": 1, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 0},
     }
+
+
+async def test_healthz_never_gives_counts_without_a_token(settings: Any) -> None:
+    settings.HEALTHZ_TOKEN = ""
+    response = await AsyncClient().get("/healthz", headers={"Authorization": "Bearer "})
+    assert response.json() == {"database": "ok"}
 
 
 @pytest.mark.parametrize("enforce_csrf", [False, True])
