@@ -211,16 +211,19 @@ class JobRunner:
                     next_heartbeat = time.monotonic() + heartbeat_every
             except Exception as error:
                 now = time.monotonic()
-                failing_since = failing_since or now
                 if not isinstance(error, DatabaseUnavailable):
                     logger.exception("Job sweep failed; trying again at the next poll")
-                elif now - logged_at >= SWEEP_FAILURE_LOG_EVERY:
+                elif failing_since is None:
+                    logger.warning("Job sweep failed, database unavailable (%s)", error)
                     logged_at = now
+                elif now - logged_at >= SWEEP_FAILURE_LOG_EVERY:
                     logger.error(
-                        "Job sweep failing for %.0f s: database unavailable (%s)",
+                        "Job sweep still failing after %.0f s, database unavailable (%s)",
                         now - failing_since,
                         error,
                     )
+                    logged_at = now
+                failing_since = failing_since or now
             else:
                 self.last_sweep_at = time.monotonic()
                 if failing_since is not None:

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.smtp_server import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTHZ_TOKEN = "e2e-operator-token"

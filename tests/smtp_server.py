@@ -1,7 +1,6 @@
 """A real SMTP server (aiosmtpd, in a thread) whose answers a test can script."""
 
 import asyncio
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -12,11 +11,7 @@ from typing import Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.ports import free_port
 
 
 @dataclass(frozen=True)

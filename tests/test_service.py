@@ -163,7 +163,10 @@ def test_startup_fails_without_a_usable_ledger(
     service.start()  # Not migrated: the runner cannot read its ledger.
     assert service.process is not None
     assert service.process.wait(timeout=30) != 0
-    assert "Job runner failed to start" in service.log()
+    # The cause, and its fix, is in the last lines an operator reads.
+    last_lines = "\n".join(service.log().splitlines()[-3:])
+    assert "Job runner failed to start" in last_lines
+    assert "not applied" in last_lines and "manage.py migrate" in last_lines
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -9,7 +9,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailer.transport import DeliveryError, SMTPTransport, classify
-from tests.smtp_server import SMTPTestServer, free_port
+from tests.smtp_server import SMTPTestServer
+from tests.support.ports import free_port
 
 
 def mail(to: str = "to@example.com") -> EmailMessage:
