@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -31,6 +32,31 @@ REGISTERED = "User registered"
 # What a client is told to wait when the database is unavailable: long enough
 # for a dropped connection or a failover, short enough for a person to retry.
 UNAVAILABLE_RETRY_AFTER = 5
+
+
+class _OutageLog:
+    """One warning per interval while signups fail for want of a database, not one per request."""
+
+    interval = 10.0
+
+    def __init__(self) -> None:
+        self._logged_at = -self.interval
+        self._unlogged = 0
+
+    def note(self, error: DatabaseUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < self.interval:
+            self._unlogged += 1
+            return
+        logger.warning(
+            "Signups answer 503: database unavailable (%s); %d more since the last warning",
+            error,
+            self._unlogged,
+        )
+        self._logged_at, self._unlogged = now, 0
+
+
+_outage_log = _OutageLog()
 
 
 class BadRequest(Exception):
@@ -170,9 +196,12 @@ async def register_user(request: HttpRequest) -> HttpResponse:
             register_address, email, request.META.get("REMOTE_ADDR", "")
         )
     except DatabaseUnavailable as error:
-        logger.warning("Signup answered 503: database unavailable (%s)", error)
+        _outage_log.note(error)
         response = _answer(request, is_form, 503, "Service unavailable; try again shortly.")
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        # Django would log every 503 as an ERROR with no reason; _outage_log
+        # has said why, once per interval.
+        response._has_been_logged = True  # type: ignore[attr-defined]
         return response
     if retry_after is not None:
         response = _answer(request, is_form, 429, "Too many signups; try again later.")

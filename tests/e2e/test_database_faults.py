@@ -90,6 +90,17 @@ class SignupStream:
         return {answer.email for answer in self.answers if answer.status == 201}
 
 
+def post_form(service: ServiceProcess, email: str) -> httpx.Response:
+    """Sign up as a browser does: get the form (and its CSRF cookie), then post it."""
+    with httpx.Client(base_url=service.url, timeout=DATABASE_TIMEOUT + HANG_MARGIN) as browser:
+        token = browser.get("/signup/").cookies["csrftoken"]
+        return browser.post(
+            "/signup/",
+            data={"email": email, "csrfmiddlewaretoken": token},
+            headers={"Referer": f"{service.url}/signup/"},
+        )
+
+
 def health(service: ServiceProcess) -> int:
     try:
         return httpx.get(
@@ -248,6 +259,7 @@ def test_locked_sqlite_answers_503_then_delivers_everything(
             locker.execute("BEGIN IMMEDIATE")
             locked_at = time.monotonic()
             wait_for_health(service, 503)  # The runner cannot claim: it is stalled.
+            form_answer = post_form(service, "form-during-lock@example.com")
             time.sleep(max(0.0, 5.0 - (time.monotonic() - locked_at)))
             locker.execute("ROLLBACK")
             locker.close()
@@ -262,5 +274,13 @@ def test_locked_sqlite_answers_503_then_delivers_everything(
         after = [a.status for a in stream.answers if a.started > released_at + 1]
         assert after and set(after) == {201}, Counter(after)
         assert_every_registration_mailed_once(stream, smtp, service)
+        # A browser gets the page, with the same advice.
+        assert form_answer.status_code == 503
+        assert form_answer.headers["Content-Type"].startswith("text/html")
+        assert form_answer.headers["Retry-After"] == "5"
+        # One warning per interval, not one per failed request.
+        warnings = service.log().count("Signups answer 503: database unavailable")
+        assert 1 <= warnings < stream.statuses()[503] / 5
+        assert "Service Unavailable: /signup/" not in service.log()
     finally:
         service.stop()
