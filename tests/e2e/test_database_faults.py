@@ -284,3 +284,26 @@ def test_locked_sqlite_answers_503_then_delivers_everything(
         assert "Service Unavailable: /signup/" not in service.log()
     finally:
         service.stop()
+
+
+def test_healthz_reports_a_runner_that_cannot_reach_its_ledger(
+    smtp: SMTPTestServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "service.sqlite3"
+    env = base_env(f"sqlite:///{path}", smtp.port, DATABASE_TIMEOUT=str(DATABASE_TIMEOUT))
+    migrate(env)
+    service = ServiceProcess(env, tmp_path / "uvicorn.log").start()
+    try:
+        # In WAL mode readers go on beside a writer: /healthz can read, but
+        # the runner cannot claim while another process holds the write lock.
+        locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+        locker.execute("BEGIN IMMEDIATE")
+        wait_for_health(service, 503)
+        answer = httpx.get(f"{service.url}/healthz").json()
+        locker.execute("ROLLBACK")
+        locker.close()
+        wait_for_health(service, 200)
+    finally:
+        service.stop()
+    assert answer == {"database": "ok", "runner": "stalled"}
+    assert "Job sweep recovered" in service.log()
