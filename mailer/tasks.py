@@ -8,15 +8,16 @@ job id: a retry of the same job sends the same message.
 from asgiref.sync import sync_to_async
 from django.tasks import TaskContext, task
 
-from .messages import account_mail
+from .messages import account_mail, delivery_mailbox, envelope_sender
 from .transport import get_transport
 
 
 async def _send_account_mail(context: TaskContext, template: str, subject: str, email: str) -> bool:
+    recipient = delivery_mailbox(email)  # An undeliverable address fails the job at once.
     message = await sync_to_async(account_mail)(template, subject, email, context.task_result.id)
     if message is None:
         return False
-    await get_transport().send(message)
+    await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
     return True
 
 
