@@ -182,6 +182,9 @@ MAILERS = {
 # Connections the async transport keeps open per process.
 EMAIL_POOL_SIZE = env_int("EMAIL_POOL_SIZE", 8, minimum=1)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Signup <noreply@example.com>")
+# Accept addresses with non-ASCII characters before the @ (RFC 6531). Only if
+# the SMTP server offers SMTPUTF8: a mail it cannot take fails at once.
+EMAIL_SMTPUTF8 = env_bool("EMAIL_SMTPUTF8", False)
 
 # Background jobs: the ledger backend keeps every job in the database and the
 # in-process runner sends them from the ASGI server's event loop.

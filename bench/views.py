@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from mailer.messages import account_mail
+from mailer.messages import account_mail, envelope_sender
 from mailer.transport import get_transport
 from signup.models import User
 from signup.validation import normalise_email
@@ -71,5 +71,5 @@ async def inline(request: HttpRequest) -> HttpResponse:
     template, subject = WELCOME
     message = await sync_to_async(account_mail)(template, subject, email, uuid.uuid4().hex)
     if message is not None:
-        await get_transport().send(message)
+        await get_transport().send(message, sender=envelope_sender(), recipients=[email])
     return JsonResponse({"detail": REGISTERED}, status=201)

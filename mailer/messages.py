@@ -16,6 +16,8 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from .addresses import ascii_domain, canonical_mailbox
+
 
 def set_password_link(user: AbstractBaseUser) -> str:
     """A one-time signed link to choose a password; using it also proves the address."""
@@ -31,16 +33,48 @@ def set_password_link(user: AbstractBaseUser) -> str:
 
 def message_id_for(job_id: str) -> str:
     """The same job always gets the same Message-ID, so a resent mail is one mail."""
-    domain = address_header(settings.DEFAULT_FROM_EMAIL).rpartition("@")[2].rstrip(">")
+    domain = envelope_sender().rpartition("@")[2]
     return f"<{job_id}@{domain or 'localhost'}>"
 
 
-@functools.lru_cache(maxsize=256)  # The sender's header is the same for every mail.
-def address_header(address: str) -> str:
-    """An ASCII header value: IDN domain in punycode, display name RFC 2047-encoded."""
-    name, addr = parseaddr(address)
+def delivery_mailbox(email: str) -> str:
+    """Where the account ``email``'s mail goes: its canonical mailbox, the envelope's RCPT.
+
+    Raises UndeliverableAddress (permanent) for an address stored before the
+    rules refused it, or with a non-ASCII local part once EMAIL_SMTPUTF8 is off.
+    """
+    return canonical_mailbox(email, smtputf8=settings.EMAIL_SMTPUTF8)
+
+
+@functools.lru_cache(maxsize=16)  # The sender is the same for every mail.
+def _sender(configured: str) -> tuple[str, str]:
+    name, addr = parseaddr(configured)
     local, _, domain = addr.rpartition("@")
-    return formataddr((name, f"{local}@{domain.encode('idna').decode('ascii')}"), charset="utf-8")
+    mailbox = f"{local}@{ascii_domain(domain)}" if domain else addr
+    return mailbox, formataddr((name, mailbox), charset="utf-8")
+
+
+def envelope_sender() -> str:
+    """DEFAULT_FROM_EMAIL's mailbox (IDNA domain): the envelope's MAIL FROM."""
+    return _sender(settings.DEFAULT_FROM_EMAIL)[0]
+
+
+def sender_header() -> str:
+    """DEFAULT_FROM_EMAIL as an ASCII header: display name RFC 2047-encoded, IDNA domain."""
+    return _sender(settings.DEFAULT_FROM_EMAIL)[1]
+
+
+def recipient_header(mailbox: str) -> str:
+    """A canonical mailbox as the To header's value.
+
+    A non-ASCII (SMTPUTF8) mailbox must appear as raw UTF-8 (RFC 6532): an
+    RFC 2047 encoded word is not allowed in an address, and the legacy
+    classes would make one. Given as surrogate-escaped bytes, compat32
+    writes them as they are.
+    """
+    if mailbox.isascii():
+        return mailbox
+    return mailbox.encode().decode("ascii", "surrogateescape")
 
 
 def account_mail(template: str, subject: str, email: str, job_id: str) -> Message | None:
@@ -57,8 +91,8 @@ def account_mail(template: str, subject: str, email: str, job_id: str) -> Messag
     context = {"email": email, "link": set_password_link(user), "site_url": settings.SITE_URL}
     message = MIMEMultipart("alternative")
     message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
-    message["From"] = address_header(settings.DEFAULT_FROM_EMAIL)
-    message["To"] = address_header(email)
+    message["From"] = sender_header()
+    message["To"] = recipient_header(delivery_mailbox(email))
     message["Date"] = formatdate()
     message["Message-ID"] = message_id_for(job_id)
     message.attach(MIMEText(render_to_string(f"mailer/{template}.txt", context), "plain", "utf-8"))

@@ -9,15 +9,16 @@ from django.tasks import TaskContext, task
 
 from background.database import task_threads
 
-from .messages import account_mail
+from .messages import account_mail, delivery_mailbox, envelope_sender
 from .transport import get_transport
 
 
 async def _send_account_mail(context: TaskContext, template: str, subject: str, email: str) -> bool:
+    recipient = delivery_mailbox(email)  # An undeliverable address fails the job at once.
     message = await task_threads.run(account_mail, template, subject, email, context.task_result.id)
     if message is None:
         return False
-    await get_transport().send(message)
+    await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
     return True
 
 

@@ -13,6 +13,8 @@ caller's business.
 import asyncio
 import logging
 import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from typing import Any, Self
 
@@ -54,8 +56,28 @@ def classify(error: Exception) -> DeliveryError:
         return DeliveryError(f"deferred ({error.code})", transient=True, code=error.code)
     if isinstance(error, (TimeoutError, aiosmtplib.SMTPTimeoutError)):
         return DeliveryError("timed out", transient=True)
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        # A non-ASCII mailbox and a server without SMTPUTF8: the next attempt
+        # meets the same server.
+        return DeliveryError("SMTPUTF8 not offered by the server", transient=False)
+    if isinstance(error, UnicodeError):
+        return DeliveryError(f"cannot be encoded ({type(error).__name__})", transient=False)
+    if isinstance(error, ValueError):
+        # aiosmtplib's refusal of an address it cannot put on a command line.
+        return DeliveryError("invalid address", transient=False)
     # Connection refused or reset, server hung up, TLS trouble: all worth a retry.
     return DeliveryError(f"connection failed ({type(error).__name__})", transient=True)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str
+    recipients: tuple[str, ...]
+
+    async def send(self, client: aiosmtplib.SMTP, message: EmailMessage | Message) -> None:
+        # aiosmtplib asks for SMTPUTF8 when an address is not ASCII, and
+        # raises SMTPNotSupported if the server does not offer it.
+        await client.send_message(message, sender=self.sender, recipients=list(self.recipients))
 
 
 class SMTPTransport:
@@ -102,13 +124,21 @@ class SMTPTransport:
             keep_connections=keep_connections,
         )
 
-    async def send(self, message: EmailMessage | Message) -> None:
-        """Deliver ``message``; raise DeliveryError if the server did not take it."""
+    async def send(
+        self, message: EmailMessage | Message, *, sender: str, recipients: Sequence[str]
+    ) -> None:
+        """Deliver ``message`` from ``sender`` to ``recipients`` (the envelope).
+
+        The envelope is given, never derived from the headers: parsing a header
+        such as ``user@[127.0.0.1]`` back gave ``RCPT TO:<>``. Raises
+        DeliveryError if the server did not take the message.
+        """
+        envelope = Envelope(sender, tuple(recipients))
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
                 async with asyncio.timeout(3 * self.timeout):
-                    client = await self._deliver(client, message)
+                    client = await self._deliver(client, message, envelope)
             except Exception as error:
                 if client is not None:
                     client.close()
@@ -119,11 +149,11 @@ class SMTPTransport:
                 await self._quit(client)
 
     async def _deliver(
-        self, client: aiosmtplib.SMTP | None, message: EmailMessage | Message
+        self, client: aiosmtplib.SMTP | None, message: EmailMessage | Message, envelope: Envelope
     ) -> aiosmtplib.SMTP:
         if client is not None and client.is_connected:
             try:
-                await client.send_message(message)
+                await envelope.send(client, message)
                 return client
             except aiosmtplib.SMTPServerDisconnected:
                 # Almost always the server closed the idle connection before
@@ -132,7 +162,7 @@ class SMTPTransport:
                 client.close()
         client = aiosmtplib.SMTP(**self._connect_options)
         await client.connect()
-        await client.send_message(message)
+        await envelope.send(client, message)
         return client
 
     async def close(self) -> None:

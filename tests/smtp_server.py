@@ -23,9 +23,12 @@ class Received:
 
 class SMTPTestServer:
     """Accepts mail with an optional delay; ``script`` makes the next DATA commands
-    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall")."""
+    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall").
+    ``smtputf8=False`` makes it a server that does not offer SMTPUTF8."""
 
-    def __init__(self, delay: float = 0.0, port: int | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, port: int | None = None, *, smtputf8: bool = True
+    ) -> None:
         self.delay = delay
         self.port = port or free_port()
         self.received: list[Received] = []
@@ -33,7 +36,9 @@ class SMTPTestServer:
         self.quits = 0  # sessions the client ended with QUIT
         self._script: list[str] = []
         self._lock = threading.Lock()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+        )
 
     def start(self) -> Self:
         self._controller.start()

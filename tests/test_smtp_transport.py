@@ -23,6 +23,10 @@ def mail(to: str = "to@example.com") -> EmailMessage:
     return message
 
 
+async def send(transport: SMTPTransport, to: str = "to@example.com") -> None:
+    await transport.send(mail(to), sender="from@example.com", recipients=[to])
+
+
 def transport_for(server: SMTPTestServer, **options: Any) -> SMTPTransport:
     return SMTPTransport(host="127.0.0.1", port=server.port, **{"timeout": 2.0, **options})
 
@@ -65,7 +69,7 @@ def counting_server() -> Any:
 
 
 async def test_accepted_mail_arrives_with_its_headers(smtp_server: SMTPTestServer) -> None:
-    await transport_for(smtp_server).send(mail())
+    await send(transport_for(smtp_server))
     (received,) = smtp_server.received
     assert received.recipients == ["to@example.com"]
     assert received.message["Message-ID"] == "<to@example.com>"
@@ -80,7 +84,7 @@ async def test_answers_are_classified(
 ) -> None:
     smtp_server.script(action)
     with pytest.raises(DeliveryError) as failure:
-        await transport_for(smtp_server).send(mail())
+        await send(transport_for(smtp_server))
     assert (failure.value.transient, failure.value.code) == (transient, code)
     assert smtp_server.received == []
 
@@ -88,7 +92,7 @@ async def test_answers_are_classified(
 async def test_dropped_connection_is_transient(smtp_server: SMTPTestServer) -> None:
     smtp_server.script("drop")
     with pytest.raises(DeliveryError) as failure:
-        await transport_for(smtp_server).send(mail())
+        await send(transport_for(smtp_server))
     assert failure.value.transient
 
 
@@ -97,23 +101,23 @@ async def test_stalled_server_times_out_as_transient(smtp_server: SMTPTestServer
     transport = transport_for(smtp_server, timeout=0.3)
     async with asyncio.timeout(10):  # Proves the call is bounded; no tight timing.
         with pytest.raises(DeliveryError) as failure:
-            await transport.send(mail())
+            await send(transport)
     assert failure.value.transient
-    await transport.send(mail("after@example.com"))  # A fresh connection works.
+    await send(transport, "after@example.com")  # A fresh connection works.
     assert smtp_server.recipients() == ["after@example.com"]
 
 
 async def test_refused_connection_is_transient() -> None:
     transport = SMTPTransport(host="127.0.0.1", port=free_port(), timeout=2)
     with pytest.raises(DeliveryError) as failure:
-        await transport.send(mail())
+        await send(transport)
     assert failure.value.transient
 
 
 async def test_connections_are_reused(counting_server: CountingServer) -> None:
     transport = transport_for(counting_server)
     for i in range(5):
-        await transport.send(mail(f"r{i}@example.com"))
+        await send(transport, f"r{i}@example.com")
     assert len(counting_server.received) == 5
     assert counting_server.connections == 1
     await transport.close()
@@ -122,11 +126,11 @@ async def test_connections_are_reused(counting_server: CountingServer) -> None:
 async def test_reconnects_after_the_server_dropped_an_idle_connection() -> None:
     server = SMTPTestServer().start()
     transport = SMTPTransport(host="127.0.0.1", port=server.port, timeout=2)
-    await transport.send(mail("before@example.com"))
+    await send(transport, "before@example.com")
     server.stop()  # Closes every connection, like an idle timeout on the server.
     restarted = SMTPTestServer(port=server.port).start()
     try:
-        await transport.send(mail("after@example.com"))
+        await send(transport, "after@example.com")
         assert restarted.recipients() == ["after@example.com"]
     finally:
         restarted.stop()
@@ -136,7 +140,7 @@ async def test_pool_size_bounds_concurrent_connections() -> None:
     server = CountingServer(delay=0.2).start()
     try:
         transport = SMTPTransport(host="127.0.0.1", port=server.port, timeout=5, pool_size=2)
-        await asyncio.gather(*(transport.send(mail(f"p{i}@example.com")) for i in range(8)))
+        await asyncio.gather(*(send(transport, f"p{i}@example.com") for i in range(8)))
         assert len(server.received) == 8
         assert server.most_open == 2
         assert server.connections == 2

@@ -1,0 +1,100 @@
+"""The account mails through the runner: canonical envelope, undeliverable addresses fail once."""
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.tasks import TaskResult, TaskResultStatus
+from django.test import override_settings
+
+from background.runner import JobRunner, RunnerConfig
+from mailer.tasks import send_welcome_email
+from signup.models import User
+from tests.conftest import mailers_for
+from tests.smtp_server import SMTPTestServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def plain_server() -> Iterator[SMTPTestServer]:
+    """A server that does not offer SMTPUTF8."""
+    server = SMTPTestServer(smtputf8=False).start()
+    with override_settings(MAILERS=mailers_for(server.port)):
+        yield server
+    server.stop()
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[JobRunner]:
+    config = RunnerConfig(concurrency=4, poll_interval=0.05, retry_base_delay=0.05, drain_timeout=5)
+    runner = JobRunner(config)
+    await runner.start()
+    yield runner
+    await runner.stop(drain_timeout=2)
+
+
+async def finished(result: TaskResult, timeout: float = 10.0) -> TaskResult:
+    async with asyncio.timeout(timeout):
+        while not result.is_finished:
+            await asyncio.sleep(0.05)
+            await result.arefresh()
+    return result
+
+
+async def welcome(stored_email: str) -> TaskResult:
+    """Queue the welcome mail for an account stored as ``stored_email`` (old rows too)."""
+    await sync_to_async(User.objects.create_user)(stored_email)
+    return await send_welcome_email.aenqueue(stored_email)
+
+
+async def test_an_account_stored_in_an_old_spelling_is_mailed_at_its_canonical_mailbox(
+    smtp_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    result = await finished(await welcome('"ada"@o\ufb03ce.example.'))
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    (mail,) = smtp_server.received
+    assert mail.recipients == ["ada@office.example"]
+    assert mail.message["To"] == "ada@office.example"
+
+
+@pytest.mark.parametrize("stored_email", ["user@[127.0.0.1]", "a" * 65 + "@example.com"])
+async def test_an_undeliverable_stored_address_fails_after_one_attempt(
+    smtp_server: SMTPTestServer, runner: JobRunner, stored_email: str
+) -> None:
+    result = await finished(await welcome(stored_email))
+    assert (result.status, result.attempts) == (TaskResultStatus.FAILED, 1)
+    assert "UndeliverableAddress" in result.errors[0].exception_class_path
+    assert smtp_server.data_commands == 0
+
+
+async def test_a_non_ascii_mailbox_without_server_smtputf8_fails_after_one_attempt(
+    settings: Any, plain_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    settings.EMAIL_SMTPUTF8 = True
+    result = await finished(await welcome("josé@example.com"))
+    assert (result.status, result.attempts) == (TaskResultStatus.FAILED, 1)
+    assert "SMTPUTF8 not offered" in result.errors[0].traceback
+    assert plain_server.data_commands == 0
+
+
+async def test_a_non_ascii_mailbox_arrives_with_smtputf8(
+    settings: Any, smtp_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    settings.EMAIL_SMTPUTF8 = True
+    result = await finished(await welcome("josé@bücher.example"))
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    (mail,) = smtp_server.received
+    assert mail.recipients == ["josé@xn--bcher-kva.example"]
+    assert mail.message["To"] == "josé@xn--bcher-kva.example"
+
+
+async def test_a_non_ascii_mailbox_fails_once_smtputf8_is_turned_off(
+    settings: Any, smtp_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    settings.EMAIL_SMTPUTF8 = False  # Accepted while it was on; queued, then turned off.
+    result = await finished(await welcome("josé@example.com"))
+    assert (result.status, result.attempts) == (TaskResultStatus.FAILED, 1)
+    assert smtp_server.data_commands == 0
