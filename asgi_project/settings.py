@@ -1,11 +1,12 @@
 """Every setting comes from the environment here, and only here.
 
 Defaults are safe for development (SQLite file, local SMTP inbox on port 1025);
-production values that have no safe default (SECRET_KEY) must be given.
+production values that have no safe default (SECRET_KEY, SITE_URL) must be given.
 """
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -39,6 +40,28 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return int(env_number(name, default, minimum=minimum))
 
 
+def site_url(raw: str) -> str:
+    """Check the base of the links in mails: http(s), a host, an optional port and path prefix."""
+    parts = urlsplit(raw)
+    try:
+        port_ok = parts.port != 0
+    except ValueError:  # Not a number, or out of range.
+        port_ok = False
+    if (
+        not port_ok
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or "@" in parts.netloc  # Credentials in every mailed link.
+        or any(char in raw for char in "?#")
+        or any(char.isspace() for char in raw)
+    ):
+        raise ImproperlyConfigured(
+            "SITE_URL must be an http(s) URL such as https://example.com or "
+            f"https://example.com/prefix, without credentials, query or fragment, not {raw!r}."
+        )
+    return raw.rstrip("/")
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -61,8 +84,14 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 # Base of the links in mails: tasks run outside any request, so they cannot
-# build absolute URLs from one.
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# build absolute URLs from one. Without DEBUG there is no safe guess: links to
+# a development address would reach users, so a missing one stops the server.
+SITE_URL = os.environ.get("SITE_URL", "")
+if not SITE_URL:
+    if not DEBUG:
+        raise ImproperlyConfigured("SITE_URL is required unless DEBUG=1.")
+    SITE_URL = "http://127.0.0.1:8000"
+SITE_URL = site_url(SITE_URL)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
