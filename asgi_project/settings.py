@@ -5,6 +5,8 @@ production values that have no safe default (SECRET_KEY, SITE_URL) must be given
 """
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +40,23 @@ def env_number(name: str, default: float, *, minimum: float = 0) -> float:
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return int(env_number(name, default, minimum=minimum))
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def env_duration(name: str, default: str) -> timedelta | None:
+    """``"3d"``, ``"12h"``, ``"90m"``, ``"30s"``; ``"off"`` or ``"0"`` -> None (never)."""
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw in {"off", "0"}:
+        return None
+    match = re.fullmatch(r"(\d+)\s*([smhd])", raw)
+    if not match:
+        raise ImproperlyConfigured(
+            f'{name} must look like "3d", "12h" or "90m", or be "off", not {raw!r}.'
+        )
+    seconds = int(match[1]) * DURATION_UNITS[match[2]]
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def site_url(raw: str) -> str:
@@ -214,6 +233,22 @@ TASKS = {
         },
     }
 }
+
+# Retention, applied by the runner in small batches (background/housekeeping.py):
+# finished jobs (SUCCESSFUL or FAILED) are deleted this long after they finished.
+TASKS_RESULT_RETENTION = env_duration("TASKS_RESULT_RETENTION", "3d")
+# Accounts whose owner never chose a password are deleted this long after
+# signing up. Not shorter than the set-password link's lifetime, or a link
+# could outlive its account.
+UNCONFIRMED_ACCOUNT_TTL = env_duration("UNCONFIRMED_ACCOUNT_TTL", "7d")
+if (
+    UNCONFIRMED_ACCOUNT_TTL is not None
+    and UNCONFIRMED_ACCOUNT_TTL.total_seconds() < PASSWORD_RESET_TIMEOUT
+):
+    raise ImproperlyConfigured(
+        f"UNCONFIRMED_ACCOUNT_TTL must be at least the set-password link's lifetime "
+        f'({PASSWORD_RESET_TIMEOUT // 86400}d), or "off".'
+    )
 
 # Abuse limits, as "<count>/<s|m|h|d>"; "off" disables one.
 SIGNUP_RATE_PER_IP = os.environ.get("SIGNUP_RATE_PER_IP", "20/m")

@@ -3,11 +3,12 @@
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from asgi_project.settings import site_url
+from asgi_project.settings import env_duration, site_url
 from tests.service import ROOT
 
 
@@ -73,3 +74,41 @@ def test_site_url_accepts_a_base_with_an_optional_prefix(raw: str, expected: str
 def test_site_url_refuses_what_would_make_broken_links(raw: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="SITE_URL must be an http"):
         site_url(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("3d", timedelta(days=3)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("45 S", timedelta(seconds=45)),
+        ("", timedelta(days=7)),  # Empty: the default.
+        ("off", None),
+        ("0", None),
+        ("0d", None),
+    ],
+)
+def test_retention_durations(
+    raw: str, expected: timedelta | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOME_RETENTION", raw)
+    assert env_duration("SOME_RETENTION", "7d") == expected
+
+
+@pytest.mark.parametrize("raw", ["3", "3w", "-1d", "1.5d", "forever"])
+def test_retention_durations_need_a_unit(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_RETENTION", raw)
+    with pytest.raises(ImproperlyConfigured, match="SOME_RETENTION must look like"):
+        env_duration("SOME_RETENTION", "7d")
+
+
+def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
+    check = ["manage.py", "check"]
+    short = in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "1d"})
+    assert short.returncode != 0
+    assert (
+        "UNCONFIRMED_ACCOUNT_TTL must be at least the set-password link's lifetime (3d)"
+        in (short.stderr.strip().splitlines()[-1])
+    )
+    assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
