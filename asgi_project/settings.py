@@ -1,11 +1,14 @@
 """Every setting comes from the environment here, and only here.
 
 Defaults are safe for development (SQLite file, local SMTP inbox on port 1025);
-production values that have no safe default (SECRET_KEY) must be given.
+production values that have no safe default (SECRET_KEY, SITE_URL) must be given.
 """
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -39,6 +42,45 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return int(env_number(name, default, minimum=minimum))
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def env_duration(name: str, default: str) -> timedelta | None:
+    """``"3d"``, ``"12h"``, ``"90m"``, ``"30s"``; ``"off"`` or ``"0"`` -> None (never)."""
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw in {"off", "0"}:
+        return None
+    match = re.fullmatch(r"(\d+)\s*([smhd])", raw)
+    if not match:
+        raise ImproperlyConfigured(
+            f'{name} must look like "3d", "12h" or "90m", or be "off", not {raw!r}.'
+        )
+    seconds = int(match[1]) * DURATION_UNITS[match[2]]
+    return timedelta(seconds=seconds) if seconds else None
+
+
+def site_url(raw: str) -> str:
+    """Check the base of the links in mails: http(s), a host, an optional port and path prefix."""
+    parts = urlsplit(raw)
+    try:
+        port_ok = parts.port != 0
+    except ValueError:  # Not a number, or out of range.
+        port_ok = False
+    if (
+        not port_ok
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or "@" in parts.netloc  # Credentials in every mailed link.
+        or any(char in raw for char in "?#")
+        or any(char.isspace() for char in raw)
+    ):
+        raise ImproperlyConfigured(
+            "SITE_URL must be an http(s) URL such as https://example.com or "
+            f"https://example.com/prefix, without credentials, query or fragment, not {raw!r}."
+        )
+    return raw.rstrip("/")
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -61,8 +103,14 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 # Base of the links in mails: tasks run outside any request, so they cannot
-# build absolute URLs from one.
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# build absolute URLs from one. Without DEBUG there is no safe guess: links to
+# a development address would reach users, so a missing one stops the server.
+SITE_URL = os.environ.get("SITE_URL", "")
+if not SITE_URL:
+    if not DEBUG:
+        raise ImproperlyConfigured("SITE_URL is required unless DEBUG=1.")
+    SITE_URL = "http://127.0.0.1:8000"
+SITE_URL = site_url(SITE_URL)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -199,12 +247,29 @@ TASKS = {
             "LEASE_SECONDS": env_number("TASKS_LEASE_SECONDS", 60, minimum=1),
             "POLL_INTERVAL": env_number("TASKS_POLL_INTERVAL", 2, minimum=0.05),
             "DRAIN_TIMEOUT": env_number("TASKS_DRAIN_TIMEOUT", 20, minimum=0),
+            "HOUSEKEEPING_INTERVAL": env_number("TASKS_HOUSEKEEPING_INTERVAL", 300, minimum=1),
         },
     }
 }
 
 # Bearer token that makes /healthz include job counts by status; empty: never.
 HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
+
+# Retention, applied by the runner in small batches (background/housekeeping.py):
+# finished jobs (SUCCESSFUL or FAILED) are deleted this long after they finished.
+TASKS_RESULT_RETENTION = env_duration("TASKS_RESULT_RETENTION", "3d")
+# Accounts whose owner never chose a password are deleted this long after
+# signing up. Not shorter than the set-password link's lifetime, or a link
+# could outlive its account.
+UNCONFIRMED_ACCOUNT_TTL = env_duration("UNCONFIRMED_ACCOUNT_TTL", "7d")
+if (
+    UNCONFIRMED_ACCOUNT_TTL is not None
+    and UNCONFIRMED_ACCOUNT_TTL.total_seconds() < PASSWORD_RESET_TIMEOUT
+):
+    raise ImproperlyConfigured(
+        f"UNCONFIRMED_ACCOUNT_TTL must be at least the set-password link's lifetime "
+        f'({PASSWORD_RESET_TIMEOUT // 86400}d), or "off".'
+    )
 
 # Abuse limits, as "<count>/<s|m|h|d>"; "off" disables one.
 SIGNUP_RATE_PER_IP = os.environ.get("SIGNUP_RATE_PER_IP", "20/m")

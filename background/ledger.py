@@ -112,11 +112,29 @@ def record_success(job: Job, worker_id: str, return_value: Any) -> bool:
     )
 
 
+# A job's error history is rewritten whole with every failure and read whole
+# by get_result, so it is capped: the last attempts tell what is wrong, and a
+# traceback's end holds the failing call and the message. A refused SMTP
+# connection's chained traceback is ~3,600 characters through the runner, so
+# it stays whole; a job keeps at most ~40 kB of errors, where 20 attempts (and
+# 20 more after each requeue_failed_jobs) grew without bound.
+KEPT_ERRORS = 10
+KEPT_TRACEBACK_CHARS = 4000
+
+
+def _trimmed(error: dict[str, str]) -> dict[str, str]:
+    traceback = error.get("traceback", "")
+    cut = len(traceback) - KEPT_TRACEBACK_CHARS
+    if cut <= 0:
+        return error
+    return error | {"traceback": f"[{cut} characters trimmed]\n{traceback[cut:]}"}
+
+
 def record_failure(
     job: Job, worker_id: str, error: dict[str, str], retry_at: datetime | None
 ) -> bool:
     """Record the error; schedule the job again at ``retry_at`` or end it as FAILED."""
-    errors = [*job.errors, error]
+    errors = [*job.errors, _trimmed(error)][-KEPT_ERRORS:]
     if retry_at is not None:
         return _finish_attempt(job, worker_id, status=READY, run_after=retry_at, errors=errors)
     return _finish_attempt(job, worker_id, status=FAILED, finished_at=timezone.now(), errors=errors)
@@ -180,3 +198,20 @@ def check_migrated() -> None:
 def check_ledger() -> None:
     """Raise if the ledger table cannot be read (database down, not migrated)."""
     Job.objects.exists()
+
+
+def delete_finished_jobs(finished_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` jobs that finished before ``finished_before``, oldest first.
+
+    Only SUCCESSFUL and FAILED jobs have a ``finished_at`` (``requeue_failed_jobs``
+    clears it), so the date alone picks them. With a status condition as well,
+    SQLite, which keeps no statistics unless ANALYZE ran, walked every
+    SUCCESSFUL job through the ``job_next`` index: 200-550 ms per batch at
+    100,000 jobs, against 13-60 ms with the ``job_finished`` index alone.
+    In one statement, and the outer WHERE repeats the date, so a job queued
+    again meanwhile is not deleted (PostgreSQL re-checks it on the new row).
+    """
+    finished = Job.objects.filter(finished_at__lt=finished_before)
+    oldest = finished.order_by("finished_at").values("id")[:limit]
+    deleted, _ = finished.filter(id__in=oldest).delete()
+    return deleted

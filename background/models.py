@@ -52,6 +52,8 @@ class Job(models.Model):
             models.Index(fields=["status", "-priority", "run_after"], name="job_next"),
             models.Index(fields=["status", "lease_expires_at"], name="job_lease"),
             models.Index(fields=["lease_owner"], name="job_owner"),
+            # Retention deletes the oldest finished jobs (ledger.delete_finished_jobs).
+            models.Index(fields=["finished_at"], name="job_finished"),
         ]
 
     def __str__(self) -> str:

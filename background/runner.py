@@ -25,6 +25,7 @@ from django.utils.json import normalize_json
 
 from . import ledger
 from .database import DatabaseUnavailable, first_line, runner_threads
+from .housekeeping import run_housekeeping
 from .models import Job
 from .outcomes import OutcomeWriter
 from .results import load_task, task_result_for
@@ -55,6 +56,9 @@ class RunnerConfig:
     lease_seconds: float = 60.0
     poll_interval: float = 2.0
     drain_timeout: float = 20.0
+    # Each call deletes up to 5,000 rows of each kind (background/housekeeping.py):
+    # every 5 minutes, over a million a day.
+    housekeeping_interval: float = 300.0
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Self:
@@ -79,6 +83,10 @@ def _error_record(error: BaseException) -> dict[str, str]:
     }
 
 
+# The first housekeeping runs this soon after start (at most), so a service
+# redeployed more often than the interval still prunes.
+FIRST_HOUSEKEEPING_AFTER = 30.0
+
 # While the database is unreachable every sweep fails: say so once, then
 # again at most this often, rather than one traceback per poll.
 SWEEP_FAILURE_LOG_EVERY = 60.0
@@ -93,6 +101,7 @@ class JobRunner:
         self._waiting: deque[Job] = deque()
         self._wake = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
         self._accepting = False
         self._backlog = False
         self._outcomes = OutcomeWriter(runner_threads.run)
@@ -109,6 +118,7 @@ class JobRunner:
         self._accepting = True
         await runner_started.asend(sender=type(self), runner=self)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-sweeper")
+        self._housekeeper = asyncio.create_task(self._housekeep_forever(), name="housekeeping")
         _active_runner = self
         logger.info("Job runner %s started", self.worker_id)
 
@@ -122,6 +132,9 @@ class JobRunner:
             _active_runner = None
         self._accepting = False
         self._wake.set()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
         if self._sweeper is not None:
             await self._sweeper
         deadline = self.config.drain_timeout if drain_timeout is None else drain_timeout
@@ -262,6 +275,20 @@ class JobRunner:
             await runner_threads.run(
                 ledger.renew_leases, self.worker_id, held, self.config.lease_seconds
             )
+
+    async def _housekeep_forever(self) -> None:
+        # On the runner's own database thread: its batches then never meet the
+        # claims in SQLite's busy handler; a call is bounded (well under a second).
+        interval = self.config.housekeeping_interval
+        await asyncio.sleep(min(interval, FIRST_HOUSEKEEPING_AFTER))
+        while True:
+            try:
+                await runner_threads.run(run_housekeeping)
+            except Exception as error:
+                logger.warning(
+                    "Housekeeping failed (%s); next try in %g s", first_line(error), interval
+                )
+            await asyncio.sleep(interval)
 
     # -- running one job ----------------------------------------------------
 

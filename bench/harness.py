@@ -209,6 +209,7 @@ class Harness:
             "DEBUG": "0",
             "SECRET_KEY": "bench-only-not-secret",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SITE_URL": "http://127.0.0.1",
             "DATABASE_URL": f"sqlite:///{db}",
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(smtp_port),

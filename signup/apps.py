@@ -5,7 +5,11 @@ class SignupConfig(AppConfig):
     name = "signup"
 
     def ready(self) -> None:
-        from . import ratelimit
+        from background.housekeeping import housekeeping
+
+        from . import ratelimit, retention
+
+        housekeeping.connect(retention.prune_signup_tables, dispatch_uid="signup.retention")
 
         # Parse the limits now, so a typo stops the server at startup with a
         # clear message rather than at the first signup.

@@ -1,9 +1,12 @@
-"""Fixed-window rate limits counted in the database, so every worker shares them."""
+"""Fixed-window rate limits counted in the database, so every worker shares them.
+
+Expired windows are deleted by housekeeping (``signup.retention``), in
+batches, outside the signup's transaction.
+"""
 
 import hashlib
 import ipaddress
 import math
-import random
 import re
 import time
 from dataclasses import dataclass
@@ -81,9 +84,6 @@ def hit(key: str, rate: Rate | None) -> float | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, [key, window_start, expires_at])
         (hits,) = cursor.fetchone()
-        # Old windows are useless; sweeping now and then keeps the table small.
-        if random.random() < 0.01:
-            RateWindow.objects.filter(expires_at__lt=int(now)).delete()
     if hits > rate.limit:
         return max(1, math.ceil(expires_at - now))
     return None

@@ -27,6 +27,7 @@ def base_env(database_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
         "DEBUG": "0",
         "SECRET_KEY": "e2e-test-secret",
         "ALLOWED_HOSTS": "127.0.0.1",
+        "SITE_URL": "http://127.0.0.1",
         "DATABASE_URL": database_url,
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(smtp_port),

@@ -1,0 +1,114 @@
+"""Settings read from the environment: production values without a safe default stop startup."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from asgi_project.settings import env_duration, site_url
+from tests.service import ROOT
+
+
+def in_fresh_process(
+    args: list[str], env: dict[str, str], unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` with the settings module read afresh from ``env``."""
+    full_env = {**os.environ, "SECRET_KEY": "settings-test", **env}
+    for name in ("DJANGO_SETTINGS_MODULE", *unset):
+        full_env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_site_url_is_required_without_debug() -> None:
+    check = ["manage.py", "check"]
+    missing = in_fresh_process(check, {"DEBUG": "0"}, unset=("SITE_URL",))
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: SITE_URL is required unless DEBUG=1."
+    )
+    given = in_fresh_process(check, {"DEBUG": "0", "SITE_URL": "https://signup.example.com"})
+    assert given.returncode == 0, given.stderr
+
+
+def test_site_url_has_a_development_default_with_debug() -> None:
+    show = ["-c", "from asgi_project import settings; print(settings.SITE_URL)"]
+    result = in_fresh_process(show, {"DEBUG": "1"}, unset=("SITE_URL",))
+    assert result.stdout.strip() == "http://127.0.0.1:8000", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://signup.example.com", "https://signup.example.com"),
+        ("https://signup.example.com/", "https://signup.example.com"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("https://example.com/accounts/", "https://example.com/accounts"),
+        ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
+    ],
+)
+def test_site_url_accepts_a_base_with_an_optional_prefix(raw: str, expected: str) -> None:
+    assert site_url(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "signup.example.com",  # No scheme.
+        "ftp://example.com",
+        "https://",
+        "https:///prefix",
+        "https://user:secret@example.com",
+        "https://example.com/?next=x",
+        "https://example.com/#top",
+        "https://example.com:port",
+        "https://example.com:70000",
+        " https://example.com",
+        "https://exa mple.com",
+    ],
+)
+def test_site_url_refuses_what_would_make_broken_links(raw: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="SITE_URL must be an http"):
+        site_url(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("3d", timedelta(days=3)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("45 S", timedelta(seconds=45)),
+        ("", timedelta(days=7)),  # Empty: the default.
+        ("off", None),
+        ("0", None),
+        ("0d", None),
+    ],
+)
+def test_retention_durations(
+    raw: str, expected: timedelta | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOME_RETENTION", raw)
+    assert env_duration("SOME_RETENTION", "7d") == expected
+
+
+@pytest.mark.parametrize("raw", ["3", "3w", "-1d", "1.5d", "forever"])
+def test_retention_durations_need_a_unit(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_RETENTION", raw)
+    with pytest.raises(ImproperlyConfigured, match="SOME_RETENTION must look like"):
+        env_duration("SOME_RETENTION", "7d")
+
+
+def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
+    check = ["manage.py", "check"]
+    short = in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "1d"})
+    assert short.returncode != 0
+    assert (
+        "UNCONFIRMED_ACCOUNT_TTL must be at least the set-password link's lifetime (3d)"
+        in (short.stderr.strip().splitlines()[-1])
+    )
+    assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
