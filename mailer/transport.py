@@ -33,14 +33,24 @@ class DeliveryError(Exception):
         self.code = code
 
 
+# Enough of a server's reply or a socket error to say why, in one log line.
+REASON_CHARS = 120
+
+
+def _reply(code: int, message: str) -> str:
+    """``451 4.3.0 try again later``: the server's own words, on one short line."""
+    return " ".join(f"{code} {message}".split())[:REASON_CHARS]
+
+
 def classify(error: Exception) -> DeliveryError:
     """Turn an aiosmtplib or socket error into a transient or permanent DeliveryError."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         codes = [refusal.code for refusal in error.recipients]
         # Permanent only if every recipient was refused for good.
         permanent = bool(codes) and all(code >= 500 for code in codes)
+        replies = "; ".join(_reply(refusal.code, refusal.message) for refusal in error.recipients)
         return DeliveryError(
-            f"recipients refused ({', '.join(map(str, codes))})",
+            f"recipients refused ({replies})",
             transient=not permanent,
             code=max(codes, default=None),
         )
@@ -50,10 +60,11 @@ def classify(error: Exception) -> DeliveryError:
         return DeliveryError(
             f"authentication failed ({error.code})", transient=True, code=error.code
         )
-    if isinstance(error, aiosmtplib.SMTPResponseException) and error.code >= 500:
-        return DeliveryError(f"rejected ({error.code})", transient=False, code=error.code)
     if isinstance(error, aiosmtplib.SMTPResponseException):
-        return DeliveryError(f"deferred ({error.code})", transient=True, code=error.code)
+        reply = _reply(error.code, error.message)
+        if error.code >= 500:
+            return DeliveryError(f"rejected ({reply})", transient=False, code=error.code)
+        return DeliveryError(f"deferred ({reply})", transient=True, code=error.code)
     if isinstance(error, (TimeoutError, aiosmtplib.SMTPTimeoutError)):
         return DeliveryError("timed out", transient=True)
     if isinstance(error, aiosmtplib.SMTPNotSupported):
@@ -66,7 +77,11 @@ def classify(error: Exception) -> DeliveryError:
         # aiosmtplib's refusal of an address it cannot put on a command line.
         return DeliveryError("invalid address", transient=False)
     # Connection refused or reset, server hung up, TLS trouble: all worth a retry.
-    return DeliveryError(f"connection failed ({type(error).__name__})", transient=True)
+    detail = " ".join(str(error).split())[:REASON_CHARS]
+    return DeliveryError(
+        f"connection failed ({type(error).__name__}{': ' + detail if detail else ''})",
+        transient=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ async def test_jobs_left_in_the_ledger_run_after_a_restart(
 
 
 async def test_transient_failures_are_retried_with_growing_backoff(
-    smtp_server: SMTPTestServer, start_runner: Any
+    smtp_server: SMTPTestServer, start_runner: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     smtp_server.script("451", "451")
     await new_accounts("retry@example.com")
@@ -119,6 +119,10 @@ async def test_transient_failures_are_retried_with_growing_backoff(
     assert [e["exception_class_path"] for e in finished.errors] == [
         "mailer.transport.DeliveryError"
     ] * 2
+    # Each retry warning says why the attempt failed, in the server's words.
+    warnings = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert len(warnings) == 2
+    assert all("deferred (451 scripted answer); retrying at" in line for line in warnings)
 
 
 def test_backoff_grows_exponentially_up_to_its_cap() -> None:

@@ -86,6 +86,7 @@ async def test_answers_are_classified(
     with pytest.raises(DeliveryError) as failure:
         await send(transport_for(smtp_server))
     assert (failure.value.transient, failure.value.code) == (transient, code)
+    assert f"({action} scripted answer)" in str(failure.value)  # The server's words.
     assert smtp_server.received == []
 
 
@@ -112,6 +113,7 @@ async def test_refused_connection_is_transient() -> None:
     with pytest.raises(DeliveryError) as failure:
         await send(transport)
     assert failure.value.transient
+    assert str(failure.value).startswith("connection failed (SMTPConnectError: Error connecting")
 
 
 async def test_connections_are_reused(counting_server: CountingServer) -> None:
