@@ -176,11 +176,28 @@ class JobRunner:
 
     # -- jobs handed over in memory ----------------------------------------
 
+    @property
+    def held_limit(self) -> int:
+        """Jobs this runner holds at most, running or waiting: twice its concurrency.
+
+        Jobs handed over in memory skip the ledger query, so holding a few
+        more than can run keeps a burst on that fast path; beyond that they
+        wait in the ledger, where another process may claim them.
+        """
+        return 2 * self.config.concurrency
+
+    @property
+    def sweep_again_at(self) -> int:
+        """Running jobs at or under which a backlog triggers a sweep before the next poll.
+
+        Half the slots: a claim then fetches a batch worth its query, rather
+        than one job per finished job.
+        """
+        return self.config.concurrency // 2
+
     def has_room(self) -> bool:
         """Whether a new job should be handed to this runner (any thread; a hint)."""
-        return self._accepting and (
-            len(self._running) + len(self._waiting) < 2 * self.config.concurrency
-        )
+        return self._accepting and len(self._running) + len(self._waiting) < self.held_limit
 
     def note_backlog(self) -> None:
         """Due jobs wait in the ledger: sweep again when slots free (any thread)."""
@@ -252,6 +269,8 @@ class JobRunner:
             self._wake.clear()
 
     async def _claim_ready_jobs(self) -> None:
+        # A sweep claims only what can start now; the held limit is for
+        # hand-overs, which cost no query.
         room = self.config.concurrency - len(self._running) - len(self._waiting)
         if room <= 0:
             return
@@ -303,7 +322,7 @@ class JobRunner:
             return
         if self._waiting:
             self._start(self._waiting.popleft())
-        elif self._backlog and len(self._running) <= self.config.concurrency // 2:
+        elif self._backlog and len(self._running) <= self.sweep_again_at:
             self._backlog = False
             self._wake.set()
 
