@@ -139,8 +139,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The signup form and JSON bodies are tiny; anything larger is refused (413).
+# The signup form and JSON bodies are tiny; anything larger is refused (413),
+# by asgi_project/body_limit.py while the body is read, on every path.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Seconds a client has to send its whole body (408 after): 64 KiB at 64 kbit/s.
+REQUEST_BODY_TIMEOUT = env_number("REQUEST_BODY_TIMEOUT", 10, minimum=0.1)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
