@@ -74,7 +74,7 @@ INSTALLED_APPS = [
 ]
 
 # Deliberately one async-native middleware: see asgi_project/middleware.py.
-MIDDLEWARE = ["asgi_project.middleware.security_headers"]
+MIDDLEWARE = ["asgi_project.middleware.checks_and_security_headers"]
 # What those three middleware would add is covered: the headers by our own
 # middleware, CSRF by the views that take form posts (tests check both).
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
