@@ -83,7 +83,8 @@ class _BoundedBody:
 
 async def _answer(scope: Scope, send: Send, answer: tuple[int, str]) -> None:
     status, detail = answer
-    logger.warning("%s %s: %d %s", scope["method"], ascii(scope["path"]), status, detail)
+    # The path is the client's choice: quote a bounded, escaped part of it.
+    logger.warning("%s %s: %d %s", scope["method"], ascii(scope["path"][:200]), status, detail)
     body = json.dumps({"detail": detail}).encode()
     await send(
         {

@@ -42,6 +42,12 @@ UNREADABLE_FORM = (BadRequest, SuspiciousOperation, MultiPartParserError)
 
 host_logger = logging.getLogger("django.security.DisallowedHost")
 form_logger = logging.getLogger("django.request")
+# A client chooses the Host and the path: a log line quotes at most this much of either.
+LOGGED_CHARS = 200
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= LOGGED_CHARS else text[:LOGGED_CHARS] + "..."
 
 
 def _refuse_unknown_host(request: HttpRequest) -> HttpResponse | None:
@@ -50,7 +56,9 @@ def _refuse_unknown_host(request: HttpRequest) -> HttpResponse | None:
         request.get_host()
     except DisallowedHost as error:
         response = JsonResponse({"detail": "Invalid Host header."}, status=400)
-        log_response("%s", str(error), response=response, request=request, logger=host_logger)
+        log_response(
+            "%s", _shortened(str(error)), response=response, request=request, logger=host_logger
+        )
         return response
     return None
 
@@ -77,7 +85,7 @@ def _refuse_unreadable_form(request: HttpRequest) -> HttpResponse | None:
         log_response(
             "Unreadable form (%s): %s",
             type(error).__name__,
-            request.path,
+            _shortened(request.path),
             response=response,
             request=request,
             logger=form_logger,

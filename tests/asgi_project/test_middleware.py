@@ -51,6 +51,23 @@ async def test_a_host_not_allowed_gets_400_on_every_path(path: str, method: str)
     assert not await User.objects.aexists()
 
 
+async def test_a_huge_host_is_logged_shortened() -> None:
+    with log_records("django.security.DisallowedHost") as records:
+        assert (await request_with_host("GET", "/healthz", b"a" * 10_000)).status == 400
+    assert_one_short_line(records, "Invalid HTTP_HOST header: 'aaaa")
+    assert len(records[0].getMessage()) < 300
+
+
+async def test_an_unreadable_form_on_a_huge_path_is_logged_shortened() -> None:
+    path = "/" + "p" * 10_000
+    body, content_type = b"a=1", f"{FORM}; charset=utf-32"
+    with log_records("django.request") as records:
+        response = await AsyncClient().post(path, body, content_type=content_type)
+    assert response.status_code == 400
+    assert_one_short_line(records, "Unreadable form (BadRequest): /ppp")
+    assert len(records[0].getMessage()) < 300
+
+
 @pytest.mark.parametrize(
     "host",
     [b"evil.example:80", b"testserver.evil.example", b"[::1]", b"test server", b"testserver@evil",
