@@ -1,8 +1,11 @@
-"""ASGI entry point: Django plus the in-process job runner's lifespan."""
+"""ASGI entry point: Django behind the body limits, plus the in-process job runner's lifespan."""
 
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+
+from asgi_project.body_limit import with_body_limit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_project.settings")
 
@@ -10,4 +13,10 @@ django_application = get_asgi_application()
 
 from background.lifespan import with_job_runner  # noqa: E402 - needs Django set up
 
-application = with_job_runner(django_application)
+application = with_job_runner(
+    with_body_limit(
+        django_application,
+        max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        timeout=settings.REQUEST_BODY_TIMEOUT,
+    )
+)

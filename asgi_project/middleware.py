@@ -1,17 +1,28 @@
-"""The one middleware: security headers, without a thread hop.
+"""The one middleware: refuse what no view should see, add security headers, no thread hop.
 
 Django's built-in middleware classes run their hooks through sync_to_async
 under ASGI: two thread hops each, per request. Measured on this service that
 was most of a signup's latency, so the project keeps only what it needs:
-these headers here, CSRF in the views that post forms, sessions only on the
-set-password pages (see urls.py). TLS redirects and HSTS belong to the proxy.
+these checks and headers here, CSRF in the views that post forms, sessions
+only on the set-password pages (see urls.py). TLS redirects and HSTS belong
+to the proxy. The request body is already bounded (asgi_project/body_limit.py).
 """
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.core.exceptions import (
+    BadRequest,
+    DisallowedHost,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import render
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.log import log_response
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -24,6 +35,69 @@ HEADERS = {
     ),
 }
 
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+# What reading a form can raise on client input: a charset other than UTF-8
+# (BadRequest), a broken multipart body, too many fields (SuspiciousOperation).
+UNREADABLE_FORM = (BadRequest, SuspiciousOperation, MultiPartParserError)
+
+host_logger = logging.getLogger("django.security.DisallowedHost")
+form_logger = logging.getLogger("django.request")
+# A client chooses the Host and the path: a log line quotes at most this much of either.
+LOGGED_CHARS = 200
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= LOGGED_CHARS else text[:LOGGED_CHARS] + "..."
+
+
+def _refuse_unknown_host(request: HttpRequest) -> HttpResponse | None:
+    """400 for a Host not in ALLOWED_HOSTS, as Django's CommonMiddleware would."""
+    try:
+        request.get_host()
+    except DisallowedHost as error:
+        response = JsonResponse({"detail": "Invalid Host header."}, status=400)
+        log_response(
+            "%s", _shortened(str(error)), response=response, request=request, logger=host_logger
+        )
+        return response
+    return None
+
+
+def _refuse_unreadable_form(request: HttpRequest) -> HttpResponse | None:
+    """A 4xx page for a form post Django cannot parse, before any view or error page tries.
+
+    Django's CSRF check, and its own error pages (through requires_csrf_token),
+    read request.POST: an unreadable form made the 400 page fail too, and the
+    client got a 500 and the log ~10 KB of traceback.
+    """
+    if request.method != "POST" or request.content_type not in FORM_TYPES:
+        return None
+    try:
+        # The raw bytes first: a multipart form parsed from the stream would
+        # leave request.body unreadable for the views that want it.
+        request.body  # noqa: B018
+        request.POST  # noqa: B018
+    except UNREADABLE_FORM as error:
+        status = 413 if isinstance(error, RequestDataTooBig) else 400
+        response = render(
+            request, "signup/problem.html", {"detail": "Malformed form data."}, status=status
+        )
+        log_response(
+            "Unreadable form (%s): %s",
+            type(error).__name__,
+            _shortened(request.path),
+            response=response,
+            request=request,
+            logger=form_logger,
+        )
+        return response
+    return None
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    refusal = _refuse_unknown_host(request)
+    return refusal if refusal is not None else _refuse_unreadable_form(request)
+
 
 def _add_headers(response: HttpResponseBase) -> HttpResponseBase:
     for name, value in HEADERS.items():
@@ -32,17 +106,23 @@ def _add_headers(response: HttpResponseBase) -> HttpResponseBase:
 
 
 @sync_and_async_middleware
-def security_headers(
+def checks_and_security_headers(
     get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]],
 ) -> Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]:
     if iscoroutinefunction(get_response):
 
         async def middleware(request: HttpRequest) -> HttpResponseBase:
+            refusal = _refusal(request)
+            if refusal is not None:
+                return _add_headers(refusal)
             return _add_headers(await get_response(request))  # type: ignore[misc]
 
         return middleware
 
     def sync_middleware(request: HttpRequest) -> HttpResponseBase:
+        refusal = _refusal(request)
+        if refusal is not None:
+            return _add_headers(refusal)
         return _add_headers(get_response(request))  # type: ignore[arg-type]
 
     return sync_middleware

@@ -122,7 +122,7 @@ INSTALLED_APPS = [
 ]
 
 # Deliberately one async-native middleware: see asgi_project/middleware.py.
-MIDDLEWARE = ["asgi_project.middleware.security_headers"]
+MIDDLEWARE = ["asgi_project.middleware.checks_and_security_headers"]
 # What those three middleware would add is covered: the headers by our own
 # middleware, CSRF by the views that take form posts (tests check both).
 SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
@@ -201,8 +201,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The signup form and JSON bodies are tiny; anything larger is refused (413).
+# The signup form and JSON bodies are tiny; anything larger is refused (413),
+# by asgi_project/body_limit.py while the body is read, on every path.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Seconds a client has to send its whole body (408 after): 64 KiB at 64 kbit/s.
+REQUEST_BODY_TIMEOUT = env_number("REQUEST_BODY_TIMEOUT", 10, minimum=0.1)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

@@ -48,13 +48,19 @@ def mail_rate() -> Rate | None:
 
 
 def client_key(ip: str) -> str:
-    """IPv6 clients are limited per /64, the block one subscriber usually gets."""
+    """IPv4 clients are limited per address, IPv6 clients per /64 (one subscriber's block).
+
+    A dual-stack listener sees IPv4 peers as ``::ffff:a.b.c.d``: those count
+    as their IPv4 address, or every IPv4 client would share the bucket ``::/64``.
+    """
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return "ip:unknown"
-    if address.version == 6:
-        return f"ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network((address, 64), strict=False)}"
     return f"ip:{address}"
 
 

@@ -1,0 +1,26 @@
+"""Log records of one logger, for tests run with pytest's logging plugin off (-p no:logging)."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def log_records(name: str) -> Iterator[list[logging.LogRecord]]:
+    """Collect what ``name`` (and its children) log inside the block."""
+    collector = _Collector()
+    logger = logging.getLogger(name)
+    logger.addHandler(collector)
+    try:
+        yield collector.records
+    finally:
+        logger.removeHandler(collector)
