@@ -235,10 +235,14 @@ class JobRunner:
         logged_at = 0.0
         while self._accepting:
             try:
-                await self._claim_ready_jobs()
-                if time.monotonic() >= next_heartbeat:
+                # After a database outage the leases of jobs still held here
+                # (sent, their outcome not yet written) may have run out:
+                # renew them before claiming, or this runner would take its
+                # own jobs for orphans and send them again.
+                if failing_since is not None or time.monotonic() >= next_heartbeat:
                     await self._renew_leases()
                     next_heartbeat = time.monotonic() + heartbeat_every
+                await self._claim_ready_jobs()
             except Exception as error:
                 now = time.monotonic()
                 if not isinstance(error, DatabaseUnavailable):
