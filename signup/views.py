@@ -1,27 +1,25 @@
-"""HTTP side of signing up: parse and validate the request, answer without waiting for mail."""
+"""HTTP side of signing up: parse and validate the request, answer without waiting for mail.
+
+The transaction the answer depends on is ``signup.services.register_address``.
+"""
 
 import json
 import logging
 import time
-from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
-from django.tasks import Task
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
 from background.database import DatabaseUnavailable, request_threads
-from mailer.tasks import send_existing_account_email, send_welcome_email
 
-from . import ratelimit
-from .models import User
+from .services import register_address
 from .validation import normalise_email
 
 logger = logging.getLogger(__name__)
@@ -101,51 +99,6 @@ def _read_email(request: HttpRequest, body: bytes, is_form: bool) -> object:
     if not isinstance(data, dict):
         raise BadRequest(400, "Expected a JSON object.")
     return data.get("email")
-
-
-def _create_account(email: str) -> bool:
-    """Create the account if the address has none; True if it was created."""
-    if User.objects.filter(email=email).exists():
-        return False
-    try:
-        with (
-            transaction.atomic()
-        ):  # A savepoint: losing a race must not spoil the outer transaction.
-            User.objects.create_user(email)
-    except IntegrityError:
-        return False  # Another request created it a moment ago.
-    return True
-
-
-def _queue_mail(mail: Task, email: str) -> None:
-    # The ledger backend writes the job in this transaction, so the job and the
-    # account commit or roll back together. Any other backend (a broker such as
-    # Celery's) is handed the job only after the commit: its worker must not
-    # look for an account that is not visible yet, nor send for one rolled back.
-    if getattr(mail.get_backend(), "enqueues_in_transaction", False):
-        mail.enqueue(email)
-    else:
-        transaction.on_commit(partial(mail.enqueue, email))
-
-
-def register_address(email: str, client_ip: str) -> float | None:
-    """Create the account and queue its mail in one transaction.
-
-    Returns the seconds to wait if the client is over its signup rate. Django
-    has no async transactions, so all of it runs in one worker thread.
-    """
-    with transaction.atomic():
-        retry_after = ratelimit.hit(ratelimit.client_key(client_ip), ratelimit.signup_rate())
-        if retry_after is not None:
-            return retry_after
-        created = _create_account(email)
-        # Over the per-address limit the mail is dropped, but the answer is
-        # the same: it must not tell whether the address has an account.
-        if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
-            mail = send_welcome_email if created else send_existing_account_email
-            # Call background task
-            _queue_mail(mail, email)
-    return None
 
 
 def _answer(

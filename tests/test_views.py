@@ -11,7 +11,7 @@ from django.test import AsyncClient
 from background.models import Job
 from mailer.tasks import send_welcome_email
 from signup.models import User
-from signup.views import register_address
+from signup.services import register_address
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,0 +1,44 @@
+"""The signup transaction: rate limits, the account and its mail, all or nothing.
+
+Plain sync ORM code (Django has no async transactions): the view runs
+``register_address`` on a database thread (``background.database``).
+"""
+
+from django.db import IntegrityError, transaction
+
+from background.enqueue import enqueue_with_transaction
+from mailer.tasks import send_existing_account_email, send_welcome_email
+
+from . import ratelimit
+from .models import User
+
+
+def _create_account(email: str) -> bool:
+    """Create the account if the address has none; True if it was created."""
+    if User.objects.filter(email=email).exists():
+        return False
+    try:
+        # A savepoint: losing a race must not spoil the outer transaction.
+        with transaction.atomic():
+            User.objects.create_user(email)
+    except IntegrityError:
+        return False  # Another request created it a moment ago.
+    return True
+
+
+def register_address(email: str, client_ip: str) -> float | None:
+    """Create the account for canonical ``email`` and queue its mail in one transaction.
+
+    Returns the seconds to wait if the client is over its signup rate, else None.
+    """
+    with transaction.atomic():
+        retry_after = ratelimit.hit(ratelimit.client_key(client_ip), ratelimit.signup_rate())
+        if retry_after is not None:
+            return retry_after
+        created = _create_account(email)
+        # Over the per-address limit the mail is dropped, but the answer is
+        # the same: it must not tell whether the address has an account.
+        if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
+            mail = send_welcome_email if created else send_existing_account_email
+            enqueue_with_transaction(mail, email)
+    return None
