@@ -7,8 +7,10 @@ while the database is away, ``/healthz`` non-200 while down and 200 after,
 and every signup answered 201 is mailed exactly once after recovery.
 """
 
+import contextlib
 import itertools
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -311,3 +313,52 @@ def test_healthz_reports_a_runner_that_cannot_reach_its_ledger(
         service.stop()
     assert answer == {"database": "ok", "runner": "stalled"}
     assert "Job sweep recovered" in service.log()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB filesystem (tmpfs) the test can fill; skipped where mounting is not allowed.
+
+    Room for SQLite's write-ahead log, which grows to ~4 MB before it is checkpointed.
+    """
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_answers_503_then_delivers_everything(
+    small_disk: Path, smtp: SMTPTestServer, tmp_path: Path
+) -> None:
+    env = base_env(f"sqlite:///{small_disk / 'service.sqlite3'}", smtp.port)
+    migrate(env)
+    service = ServiceProcess(env, tmp_path / "uvicorn.log").start()
+    filler = small_disk / "filler"
+    try:
+        with SignupStream(service) as stream:
+            time.sleep(1.5)
+            # Fill every byte left, as a runaway log file would.
+            with filler.open("wb") as sink, contextlib.suppress(OSError):
+                while True:
+                    sink.write(b"\0" * 65536)
+                    sink.flush()
+            full_at = time.monotonic()
+            time.sleep(3)
+            filler.unlink()
+            freed_at = time.monotonic()
+            time.sleep(3)
+
+        assert_no_error_and_no_hang(stream)
+        during = [a.status for a in stream.answers if full_at + 0.5 < a.started < freed_at - 0.5]
+        assert during and 503 in during, Counter(during)
+        after = [a.status for a in stream.answers if a.started > freed_at + 1]
+        assert after and set(after) == {201}, Counter(after)
+        assert_every_registration_mailed_once(stream, smtp, service)
+    finally:
+        service.stop()
