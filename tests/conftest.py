@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 
 def mailers_for(port: int, timeout: float = 2.0) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailer.transport import DeliveryError, SMTPTransport, classify
-from tests.smtp_server import SMTPTestServer
 from tests.support.ports import free_port
+from tests.support.smtp_server import SMTPTestServer
 
 
 def mail(to: str = "to@example.com") -> EmailMessage:

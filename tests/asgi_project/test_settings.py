@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from asgi_project.settings import env_duration, site_url
-from tests.service import ROOT
+from tests.support.service import ROOT
 
 
 def in_fresh_process(

@@ -19,7 +19,7 @@ from django.utils import timezone
 from background import ledger
 from background.housekeeping import housekeeping, run_housekeeping
 from background.models import Job
-from tests.service import ROOT, base_env, migrate, postgres_database
+from tests.support.service import ROOT, base_env, migrate, postgres_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,7 @@ import aiosmtplib
 import pytest
 
 from mailer.transport import DeliveryError, SMTPTransport, classify
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 
 @pytest.fixture

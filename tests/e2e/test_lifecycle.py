@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service import (
+from tests.support.service import (
     ROOT,
     ServiceProcess,
     base_env,
@@ -23,7 +23,7 @@ from tests.service import (
     postgres_database,
     sqlite_database,
 )
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 DATABASES: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
     "sqlite": sqlite_database,

@@ -18,7 +18,7 @@ from background.retry import backoff_delay
 from background.runner import JobRunner, RunnerConfig, active_runner
 from mailer.tasks import send_welcome_email
 from signup.models import User
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
