@@ -10,7 +10,9 @@ import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailer.tasks import send_welcome_email
 from mailer.transport import DeliveryError, SMTPTransport, classify
+from signup.models import User
 from tests.support.ports import free_port
 from tests.support.smtp_server import SMTPTestServer
 
@@ -159,6 +161,22 @@ async def test_pool_size_bounds_concurrent_connections() -> None:
         await transport.close()
     finally:
         server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_run_by_a_sync_worker_closes_its_smtp_connection(
+    smtp_server: SMTPTestServer, settings: Any
+) -> None:
+    # db_worker or a Celery worker runs each async task on a loop of its own,
+    # which is gone after the task: a connection kept there would leak. (The
+    # runner keeps its connection: tests/background/test_runner.py.)
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    emails = [f"worker{i}@example.com" for i in range(3)]
+    for email in emails:
+        User.objects.create_user(email)
+        send_welcome_email.enqueue(email)
+    assert sorted(smtp_server.recipients()) == sorted(emails)
+    assert smtp_server.quits == 3
 
 
 def refusal(code: int) -> aiosmtplib.SMTPRecipientRefused:
