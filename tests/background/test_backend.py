@@ -84,7 +84,7 @@ async def test_a_job_rolled_back_with_its_transaction_is_never_handed_over(
     with pytest.raises(Abort):
         await sync_to_async(enqueue_then_roll_back)("rolled-back@example.com")
     await send_welcome_email.aenqueue("committed@example.com")
-    await until(lambda: len(smtp_server.received) == 1, "the committed job's mail")
+    await until(lambda: "committed@example.com" in smtp_server.recipients(), "its mail")
     await sweeps(runner, 2)
     assert smtp_server.recipients() == ["committed@example.com"]
     assert smtp_server.data_commands == 1
