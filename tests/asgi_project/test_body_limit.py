@@ -1,6 +1,6 @@
 """The body limits at the ASGI level, in front of the real Django application.
 
-The server side is scripted (tests/asgi_project/asgi_client.py: which chunks
+The server side is scripted (tests/support/asgi_client.py: which chunks
 arrive, and when the client falls silent) so each test can count how much of
 a body was read. The same limits against a real uvicorn are in
 tests/e2e/test_hostile_input.py.
@@ -11,7 +11,7 @@ from typing import Any
 
 from asgi_project.asgi import django_application
 from asgi_project.body_limit import ASGIApp, with_body_limit
-from tests.asgi_project.asgi_client import ScriptedClient, call
+from tests.support.asgi_client import ScriptedClient, call
 
 LIMIT = 1000
 

@@ -13,8 +13,8 @@ from asgi_project.asgi import django_application
 from asgi_project.middleware import HEADERS
 from background.models import Job
 from signup.models import User
-from tests.asgi_project.asgi_client import ScriptedClient, call
-from tests.log_records import log_records
+from tests.support.asgi_client import ScriptedClient, call
+from tests.support.log_records import log_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

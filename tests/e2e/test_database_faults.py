@@ -24,11 +24,9 @@ import psycopg
 import pytest
 
 from background.database import CHECK_AFTER_IDLE_SECONDS
-from tests.service import ServiceProcess, base_env, migrate, postgres_database
-from tests.smtp_server import SMTPTestServer
 from tests.support.fault_proxy import FaultProxy
-
-pytestmark = pytest.mark.e2e
+from tests.support.service import ServiceProcess, base_env, migrate, postgres_database
+from tests.support.smtp_server import SMTPTestServer
 
 # Short, so the tests are quick: the service gives the database this long.
 DATABASE_TIMEOUT = 2.0

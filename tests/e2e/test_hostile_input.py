@@ -13,10 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service import ServiceProcess, base_env, migrate
-from tests.smtp_server import SMTPTestServer
-
-pytestmark = pytest.mark.e2e
+from tests.support.service import ServiceProcess, base_env, migrate
+from tests.support.smtp_server import SMTPTestServer
 
 BODY_TIMEOUT = 1  # REQUEST_BODY_TIMEOUT for these services, in seconds.
 CSRF_COOKIE = b"csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF"

@@ -13,7 +13,7 @@ from background.runner import JobRunner, RunnerConfig
 from mailer.tasks import send_welcome_email
 from signup.models import User
 from tests.conftest import mailers_for
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

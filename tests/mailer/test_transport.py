@@ -1,13 +1,38 @@
-"""The envelope and the permanent errors, against a real SMTP server."""
+"""The SMTP transport against a real SMTP server: answers, drops, stalls, pooling,
+the envelope, and the errors retrying cannot fix."""
 
+import asyncio
 from collections.abc import Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from mailer.tasks import send_welcome_email
 from mailer.transport import DeliveryError, SMTPTransport, classify
-from tests.smtp_server import SMTPTestServer
+from signup.models import User
+from tests.support.ports import free_port
+from tests.support.smtp_server import SMTPTestServer
+
+
+def mail(to_header: str = "to@example.com") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "from@example.com"
+    message["To"] = to_header
+    message["Subject"] = "Hello"
+    message["Message-ID"] = "<hello@example.com>"
+    message.set_content("Hi")
+    return message
+
+
+async def send(transport: SMTPTransport, to: str = "to@example.com") -> None:
+    await transport.send(mail(to), sender="from@example.com", recipients=[to])
+
+
+def transport_for(server: SMTPTestServer, **options: Any) -> SMTPTransport:
+    return SMTPTransport(host="127.0.0.1", port=server.port, **{"timeout": 2.0, **options})
 
 
 @pytest.fixture
@@ -18,17 +43,162 @@ def plain_server() -> Iterator[SMTPTestServer]:
     server.stop()
 
 
-def transport_for(server: SMTPTestServer) -> SMTPTransport:
-    return SMTPTransport(host="127.0.0.1", port=server.port, timeout=2.0)
+class CountingServer(SMTPTestServer):
+    """Counts connections (EHLOs) and the most sessions open at once."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        self.connections = 0
+        self.open_now = 0
+        self.most_open = 0
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            self.open_now -= 1
 
 
-def mail(to_header: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "from@example.com"
-    message["To"] = to_header
-    message["Subject"] = "Hello"
-    message.set_content("Hi")
-    return message
+@pytest.fixture
+def counting_server() -> Any:
+    server = CountingServer().start()
+    yield server
+    server.stop()
+
+
+async def test_accepted_mail_arrives_with_its_headers(smtp_server: SMTPTestServer) -> None:
+    await send(transport_for(smtp_server))
+    (received,) = smtp_server.received
+    assert received.recipients == ["to@example.com"]
+    assert received.message["Message-ID"] == "<hello@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("action", "transient", "code"),
+    [("451", True, 451), ("421", True, 421), ("550", False, 550), ("554", False, 554)],
+)
+async def test_answers_are_classified(
+    smtp_server: SMTPTestServer, action: str, transient: bool, code: int
+) -> None:
+    smtp_server.script(action)
+    with pytest.raises(DeliveryError) as failure:
+        await send(transport_for(smtp_server))
+    assert (failure.value.transient, failure.value.code) == (transient, code)
+    assert f"({action} scripted answer)" in str(failure.value)  # The server's words.
+    assert smtp_server.received == []
+
+
+async def test_dropped_connection_is_transient(smtp_server: SMTPTestServer) -> None:
+    smtp_server.script("drop")
+    with pytest.raises(DeliveryError) as failure:
+        await send(transport_for(smtp_server))
+    assert failure.value.transient
+
+
+async def test_stalled_server_times_out_as_transient(smtp_server: SMTPTestServer) -> None:
+    smtp_server.script("stall")
+    transport = transport_for(smtp_server, timeout=0.3)
+    async with asyncio.timeout(10):  # Proves the call is bounded; no tight timing.
+        with pytest.raises(DeliveryError) as failure:
+            await send(transport)
+    assert failure.value.transient
+    await send(transport, "after@example.com")  # A fresh connection works.
+    assert smtp_server.recipients() == ["after@example.com"]
+
+
+async def test_refused_connection_is_transient() -> None:
+    transport = SMTPTransport(host="127.0.0.1", port=free_port(), timeout=2)
+    with pytest.raises(DeliveryError) as failure:
+        await send(transport)
+    assert failure.value.transient
+    assert str(failure.value).startswith("connection failed (SMTPConnectError: Error connecting")
+
+
+async def test_connections_are_reused(counting_server: CountingServer) -> None:
+    transport = transport_for(counting_server)
+    for i in range(5):
+        await send(transport, f"r{i}@example.com")
+    assert len(counting_server.received) == 5
+    assert counting_server.connections == 1
+    await transport.close()
+
+
+async def test_reconnects_after_the_server_dropped_an_idle_connection() -> None:
+    server = SMTPTestServer().start()
+    transport = SMTPTransport(host="127.0.0.1", port=server.port, timeout=2)
+    await send(transport, "before@example.com")
+    server.stop()  # Closes every connection, like an idle timeout on the server.
+    restarted = SMTPTestServer(port=server.port).start()
+    try:
+        await send(transport, "after@example.com")
+        assert restarted.recipients() == ["after@example.com"]
+    finally:
+        restarted.stop()
+
+
+async def test_pool_size_bounds_concurrent_connections() -> None:
+    server = CountingServer(delay=0.1).start()
+    try:
+        transport = SMTPTransport(host="127.0.0.1", port=server.port, timeout=5, pool_size=2)
+        await asyncio.gather(*(send(transport, f"p{i}@example.com") for i in range(8)))
+        assert len(server.received) == 8
+        assert server.most_open == 2
+        assert server.connections == 2
+        await transport.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_run_by_a_sync_worker_closes_its_smtp_connection(
+    smtp_server: SMTPTestServer, settings: Any
+) -> None:
+    # db_worker or a Celery worker runs each async task on a loop of its own,
+    # which is gone after the task: a connection kept there would leak. (The
+    # runner keeps its connection: tests/background/test_runner.py.)
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    emails = [f"worker{i}@example.com" for i in range(3)]
+    for email in emails:
+        User.objects.create_user(email)
+        send_welcome_email.enqueue(email)
+    assert sorted(smtp_server.recipients()) == sorted(emails)
+    assert smtp_server.quits == 3
+
+
+def refusal(code: int) -> aiosmtplib.SMTPRecipientRefused:
+    return aiosmtplib.SMTPRecipientRefused(code, "no", "x@example.com")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (aiosmtplib.SMTPRecipientsRefused([refusal(550), refusal(551)]), False),
+        (aiosmtplib.SMTPRecipientsRefused([refusal(550), refusal(451)]), True),
+        (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), True),
+        (aiosmtplib.SMTPResponseException(421, "closing"), True),
+        (aiosmtplib.SMTPResponseException(554, "rejected"), False),
+        (aiosmtplib.SMTPServerDisconnected("gone"), True),
+        (aiosmtplib.SMTPConnectError("refused"), True),
+        (ConnectionResetError(), True),
+        (TimeoutError(), True),
+    ],
+)
+def test_classify(error: Exception, transient: bool) -> None:
+    assert classify(error).transient is transient
 
 
 async def test_the_envelope_goes_to_the_given_recipient_not_to_the_header(

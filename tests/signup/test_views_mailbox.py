@@ -12,7 +12,7 @@ from background.models import Job
 from background.runner import JobRunner, RunnerConfig
 from signup.models import User
 from tests.signup.test_validation import EQUIVALENT_SPELLINGS
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

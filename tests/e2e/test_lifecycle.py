@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service import (
+from tests.support.service import (
     ROOT,
     ServiceProcess,
     base_env,
@@ -23,7 +23,7 @@ from tests.service import (
     postgres_database,
     sqlite_database,
 )
-from tests.smtp_server import SMTPTestServer
+from tests.support.smtp_server import SMTPTestServer
 
 DATABASES: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
     "sqlite": sqlite_database,
@@ -71,6 +71,28 @@ def sign_up_all(service: ServiceProcess, emails: list[str]) -> list[int]:
         return [response.status_code for response in pool.map(service.signup, emails)]
 
 
+def all_sent(service: ServiceProcess, count: int, timeout: float = 20.0) -> dict[str, int]:
+    """Wait until the ledger says all ``count`` jobs are SUCCESSFUL and nothing is left to run.
+
+    Then no duplicate can still come: a job is sent again only while it is not finished.
+    """
+    done = {"READY": 0, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": count}
+    deadline = time.monotonic() + timeout
+    counts = service.job_counts()
+    while counts != done and time.monotonic() < deadline:
+        time.sleep(0.1)
+        counts = service.job_counts()
+    return counts
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.02)
+
+
 def test_signups_become_mails(launch: Callable[..., ServiceProcess], smtp: SMTPTestServer) -> None:
     service = launch()
     emails = [f"user{i}@example.com" for i in range(20)]
@@ -78,12 +100,7 @@ def test_signups_become_mails(launch: Callable[..., ServiceProcess], smtp: SMTPT
     smtp.wait_for(20)
     assert sorted(smtp.recipients()) == sorted(emails)
     assert len(set(smtp.message_ids())) == 20
-    counts = service.job_counts()
-    deadline = time.monotonic() + 5
-    while counts["SUCCESSFUL"] < 20 and time.monotonic() < deadline:
-        time.sleep(0.1)
-        counts = service.job_counts()
-    assert counts == {"READY": 0, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 20}
+    assert all_sent(service, 20) == {"READY": 0, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 20}
     assert httpx.get(f"{service.url}/healthz").json() == {"database": "ok", "runner": "ok"}
 
 
@@ -94,7 +111,7 @@ def test_sigterm_drains_within_the_deadline_and_restart_sends_the_rest_once(
     service = launch(TASKS_DRAIN_TIMEOUT="1", TASKS_CONCURRENCY="4")
     emails = [f"deploy{i}@example.com" for i in range(12)]
     assert sign_up_all(service, emails) == [201] * 12
-    time.sleep(0.5)
+    until(lambda: smtp.data_commands == 4, "4 sends (TASKS_CONCURRENCY) at the SMTP server")
 
     code, seconds = service.terminate()
     # uvicorn shuts down cleanly, then re-raises the signal it caught.
@@ -105,9 +122,8 @@ def test_sigterm_drains_within_the_deadline_and_restart_sends_the_rest_once(
     assert smtp.received == []  # Every send was still waiting at the server.
 
     smtp.delay = 0
-    launch()
-    smtp.wait_for(12)
-    time.sleep(1)  # Room for a duplicate to show up.
+    restarted = launch()
+    assert all_sent(restarted, 12)["SUCCESSFUL"] == 12
     assert Counter(smtp.recipients()) == Counter(emails)
 
 
@@ -116,7 +132,7 @@ def test_sigkill_loses_no_mail(launch: Callable[..., ServiceProcess], smtp: SMTP
     service = launch(TASKS_CONCURRENCY="2")
     emails = [f"crash{i}@example.com" for i in range(10)]
     assert sign_up_all(service, emails) == [201] * 10
-    time.sleep(0.7)
+    smtp.wait_for(1)  # Some mails are out, the others still at the server or in the ledger.
     service.kill()
     sent_before_crash = len(smtp.received)
     assert sent_before_crash < 10
@@ -133,8 +149,7 @@ def test_two_workers_send_every_mail_exactly_once(
     service = launch(workers=2)
     emails = [f"pair{i}@example.com" for i in range(40)]
     assert sign_up_all(service, emails) == [201] * 40  # No "database is locked".
-    smtp.wait_for(40)
-    time.sleep(1)
+    assert all_sent(service, 40)["SUCCESSFUL"] == 40
     assert Counter(smtp.recipients()) == Counter(emails)
 
 
@@ -148,8 +163,7 @@ def test_rate_limits_hold_across_two_workers(
     others = [service.signup(f"other{i}@example.com") for i in range(4)]
     assert [r.status_code for r in others] == [201, 201, 429, 429]
     assert 1 <= int(others[-1].headers["Retry-After"]) <= 60
-    smtp.wait_for(4)
-    time.sleep(1)
+    assert all_sent(service, 4)["SUCCESSFUL"] == 4
     assert Counter(smtp.recipients()) == {
         "same@example.com": 2,
         "other0@example.com": 1,

@@ -4,14 +4,10 @@ import json
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import transaction
 from django.test import AsyncClient
 
 from background.models import Job
-from mailer.tasks import send_welcome_email
 from signup.models import User
-from signup.services import register_address
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,42 +165,6 @@ async def test_mails_over_the_per_address_rate_are_dropped_silently(settings: An
     assert await Job.objects.acount() == 2
 
 
-async def test_rolled_back_signup_queues_nothing() -> None:
-    class Abort(Exception):
-        pass
-
-    def sign_up_then_fail() -> None:
-        with transaction.atomic():
-            register_address("rollback@example.com", "127.0.0.1")
-            raise Abort
-
-    with pytest.raises(Abort):
-        await sync_to_async(sign_up_then_fail)()
-    assert await nothing_written()
-
-
-async def test_healthz_gives_job_counts_to_the_operator_only(settings: Any) -> None:
-    settings.HEALTHZ_TOKEN = "operator-token"
-    await post_json("health@example.com")
-    public = await AsyncClient().get("/healthz")
-    wrong = await AsyncClient().get("/healthz", headers={"Authorization": "Bearer guess"})
-    operator = await AsyncClient().get(
-        "/healthz", headers={"Authorization": "Bearer operator-token"}
-    )
-    assert (public.status_code, wrong.status_code, operator.status_code) == (200, 200, 200)
-    assert public.json() == wrong.json() == {"database": "ok"}
-    assert operator.json() == {
-        "database": "ok",
-        "jobs": {"READY": 1, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 0},
-    }
-
-
-async def test_healthz_never_gives_counts_without_a_token(settings: Any) -> None:
-    settings.HEALTHZ_TOKEN = ""
-    response = await AsyncClient().get("/healthz", headers={"Authorization": "Bearer "})
-    assert response.json() == {"database": "ok"}
-
-
 @pytest.mark.parametrize("enforce_csrf", [False, True])
 async def test_no_hostile_input_produces_a_server_error(enforce_csrf: bool) -> None:
     client = AsyncClient(enforce_csrf_checks=enforce_csrf)
@@ -224,29 +184,3 @@ async def test_no_hostile_input_produces_a_server_error(enforce_csrf: bool) -> N
         response = await client.post("/signup/", body, content_type=content_type)
         assert 400 <= response.status_code < 500, (body[:40], response.status_code)
     assert await nothing_written()
-
-
-DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
-
-
-async def test_a_backend_outside_the_database_gets_the_job_after_the_commit(settings: Any) -> None:
-    # A broker's worker could run the job before the account is visible, or
-    # for an account that was rolled back: such backends are handed the job
-    # only once the signup has committed.
-    settings.TASKS = DUMMY_TASKS
-    backend = send_welcome_email.get_backend()
-    seen_inside: list[int] = []
-
-    def sign_up(email: str, fail: bool) -> None:
-        with transaction.atomic():
-            register_address(email, "127.0.0.1")
-            seen_inside.append(len(backend.results))
-            if fail:
-                raise RuntimeError("rolled back")
-
-    with pytest.raises(RuntimeError):
-        await sync_to_async(sign_up)("rolled-back@example.com", True)
-    await sync_to_async(sign_up)("committed@example.com", False)
-
-    assert seen_inside == [0, 0]
-    assert [result.args for result in backend.results] == [["committed@example.com"]]

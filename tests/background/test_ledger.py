@@ -1,0 +1,136 @@
+"""The ledger's queries: claims, leases, outcome batches that roll back."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+
+from background import ledger
+from background.models import Job
+from mailer.tasks import send_welcome_email
+from signup.models import User
+from tests.support.jobs import job, new_accounts, reaches, sweeps
+from tests.support.smtp_server import SMTPTestServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+READY, RUNNING = TaskResultStatus.READY, TaskResultStatus.RUNNING
+TASK = {
+    "task_path": "mailer.tasks.send_welcome_email",
+    "backend": "default",
+    "queue_name": "default",
+}
+
+
+def ledger_job(job_id: str, **fields: Any) -> Job:
+    return Job.objects.create(id=job_id, args=[f"{job_id}@example.com"], **TASK, **fields)
+
+
+def test_orphans_are_claimed_first_then_due_jobs_by_priority_and_age() -> None:
+    now = timezone.now()
+    ledger_job("old-low", run_after=now - timedelta(minutes=2))
+    ledger_job("new-high", run_after=now - timedelta(minutes=1), priority=10)
+    ledger_job("old-high", run_after=now - timedelta(minutes=3), priority=10)
+    ledger_job("not-due", run_after=now + timedelta(minutes=1), priority=99)
+    ledger_job("orphan", status=RUNNING, attempts=1, lease_owner="dead", lease_expires_at=now)
+    ledger_job(
+        "leased", status=RUNNING, attempts=1, lease_owner="alive",
+        lease_expires_at=now + timedelta(minutes=1),
+    )  # fmt: skip
+
+    claimed = ledger.claim_ready_jobs("me", 3, 30)
+    assert sorted(j.id for j in claimed) == ["new-high", "old-high", "orphan"]
+    assert {(j.status, j.lease_owner) for j in claimed} == {(RUNNING, "me")}
+    assert {j.id: j.attempts for j in claimed} == {"orphan": 2, "old-high": 1, "new-high": 1}
+
+    assert [j.id for j in ledger.claim_ready_jobs("me", 5, 30)] == ["old-low"]
+    assert ledger.claim_ready_jobs("me", 5, 30) == []
+    assert Job.objects.get(id="leased").lease_owner == "alive"
+
+
+def test_an_outcome_is_written_only_by_the_lease_holder() -> None:
+    ledger_job("taken", status=RUNNING, attempts=1, lease_owner="newer-owner")
+    stale = Job.objects.get(id="taken")
+    stale.lease_owner = "me"  # What a stalled worker still believes.
+    assert ledger.write_outcomes([(ledger.record_success, (stale, "me", True))]) == [False]
+    stored = Job.objects.get(id="taken")
+    assert (stored.status, stored.lease_owner) == (RUNNING, "newer-owner")
+
+
+def test_released_jobs_are_due_at_once_and_only_started_ones_keep_their_attempt() -> None:
+    later = timezone.now() + timedelta(minutes=5)
+    for job_id in ("started", "waiting", "others"):
+        ledger_job(job_id, status=RUNNING, attempts=1, lease_owner="me", lease_expires_at=later)
+    Job.objects.filter(id="others").update(lease_owner="someone-else")
+
+    assert ledger.release_jobs("me", ["started"], started=True) == 1
+    assert ledger.release_jobs("me", ["waiting", "others"], started=False) == 1
+    jobs = {j.id: j for j in Job.objects.all()}
+    assert {j.id for j in jobs.values() if j.status == READY} == {"started", "waiting"}
+    assert (jobs["started"].attempts, jobs["waiting"].attempts) == (1, 0)
+    assert jobs["started"].run_after <= timezone.now()
+    assert jobs["others"].lease_owner == "someone-else"
+
+
+def test_a_heartbeat_renews_only_this_workers_running_leases() -> None:
+    soon = timezone.now() + timedelta(seconds=1)
+    ledger_job("mine", status=RUNNING, attempts=1, lease_owner="me", lease_expires_at=soon)
+    ledger_job("theirs", status=RUNNING, attempts=1, lease_owner="them", lease_expires_at=soon)
+    assert ledger.renew_leases("me", ["mine", "theirs"], 60) == 1
+    leases = dict(Job.objects.values_list("id", "lease_expires_at"))
+    assert leases["mine"] > timezone.now() + timedelta(seconds=50)
+    assert leases["theirs"] == soon
+
+
+def test_a_batch_of_outcomes_that_rolls_back_changes_nothing() -> None:
+    class Broken(Exception):
+        pass
+
+    def broken_write() -> bool:
+        raise Broken
+
+    User.objects.create_user("batch@example.com")
+    send_welcome_email.enqueue("batch@example.com")
+    [claimed] = ledger.claim_ready_jobs("worker-a", 1, 30)
+    with pytest.raises(Broken):
+        ledger.write_outcomes(
+            [(ledger.record_success, (claimed, "worker-a", True)), (broken_write, ())]
+        )
+    assert (claimed.status, claimed.worker_ids) == (RUNNING, [])
+    assert Job.objects.get().status == RUNNING
+
+    assert ledger.write_outcomes([(ledger.record_success, (claimed, "worker-a", True))]) == [True]
+    stored = Job.objects.get()
+    assert (stored.status, stored.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-a"])
+    assert (claimed.status, claimed.worker_ids) == (TaskResultStatus.SUCCESSFUL, ["worker-a"])
+
+
+async def test_expired_lease_is_taken_over_and_live_lease_is_not(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
+    await new_accounts("orphan@example.com", "busy@example.com")
+    now = timezone.now()
+    common = {**TASK, "status": RUNNING, "attempts": 1}
+    orphan = await Job.objects.acreate(
+        args=["orphan@example.com"],
+        lease_owner="dead-host:1:x",
+        lease_expires_at=now - timedelta(seconds=1),
+        **common,
+    )
+    busy = await Job.objects.acreate(
+        args=["busy@example.com"],
+        lease_owner="live-host:1:x",
+        lease_expires_at=now + timedelta(minutes=5),
+        **common,
+    )
+    runner = await start_runner()
+    taken_over = await reaches(orphan.id, TaskResultStatus.SUCCESSFUL)
+    await sweeps(runner, 3)  # The live lease must stay untouched through later sweeps.
+    assert smtp_server.recipients() == ["orphan@example.com"]
+    assert taken_over.attempts == 2
+    assert taken_over.worker_ids == [runner.worker_id]
+    untouched = await job(busy.id)
+    assert untouched.status == RUNNING
+    assert untouched.lease_owner == "live-host:1:x"
