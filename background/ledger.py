@@ -6,7 +6,7 @@ a worker that lost its lease (it stalled, another took the job over) cannot
 overwrite the newer owner's outcome.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,8 +34,14 @@ def _due(now: datetime) -> Q:
     return Q(status=READY, run_after__lte=now)
 
 
-def claim_ready_jobs(worker_id: str, limit: int, lease_seconds: float) -> list[Job]:
+def claim_ready_jobs(
+    worker_id: str, limit: int, lease_seconds: float, held: Collection[str] = ()
+) -> list[Job]:
     """Atomically take up to ``limit`` orphaned, then due, jobs for ``worker_id``.
+
+    ``held`` are the ids the worker has in memory: never orphans to it, even
+    if their leases ran out (a database outage stopped the renewals, or a
+    signup's commit came after its job's lease), since it runs them already.
 
     The rows found stay ours until the commit, so the UPDATE goes by primary
     key alone: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` locks them (and lets
@@ -69,6 +75,7 @@ def claim_ready_jobs(worker_id: str, limit: int, lease_seconds: float) -> list[J
             found = list(
                 Job.objects.select_for_update(skip_locked=True)
                 .filter(condition)
+                .exclude(id__in=held)
                 .order_by(*order)
                 .values_list("id", flat=True)[: limit - len(ids)]
             )

@@ -213,6 +213,12 @@ class JobRunner:
         loop.call_soon_threadsafe(self._accept, job, context=contextvars.Context())
 
     def _accept(self, job: Job) -> None:
+        # A signup whose commit came after its job's lease ran out (its
+        # database thread was held up) may find the job claimed by a sweep
+        # already, here or elsewhere: the ledger decides who runs it then.
+        lease = job.lease_expires_at
+        if (lease is not None and lease <= timezone.now()) or job.id in self._held_ids():
+            return
         if self._accepting and len(self._running) < self.config.concurrency:
             self._start(job)
         else:
@@ -279,7 +285,11 @@ class JobRunner:
         if room <= 0:
             return
         jobs = await runner_threads.run(
-            ledger.claim_ready_jobs, self.worker_id, room, self.config.lease_seconds
+            ledger.claim_ready_jobs,
+            self.worker_id,
+            room,
+            self.config.lease_seconds,
+            self._held_ids(),
         )
         # A full batch means more are probably due: sweep again as soon as
         # half the slots are free instead of waiting for the next poll.
@@ -290,10 +300,13 @@ class JobRunner:
             else:
                 self._waiting.append(job)
 
+    def _held_ids(self) -> list[str]:
+        return [job.id for job in (*self._running.values(), *self._waiting)]
+
     async def _renew_leases(self) -> None:
         # Only the jobs this runner still holds in memory: a job it no longer
         # knows of must not stay leased to it forever (it would never run).
-        held = [job.id for job in (*self._running.values(), *self._waiting)]
+        held = self._held_ids()
         if held:
             await runner_threads.run(
                 ledger.renew_leases, self.worker_id, held, self.config.lease_seconds

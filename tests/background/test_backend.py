@@ -52,8 +52,15 @@ def test_enqueue_writes_the_job_in_the_callers_transaction() -> None:
 
 async def test_a_runner_with_room_claims_the_job_in_the_insert(start_runner: Any) -> None:
     runner = await start_runner()
-    result = await send_welcome_email.aenqueue("fast@example.com")
-    stored = await Job.objects.aget(id=result.id)
+
+    def enqueue_and_read_before_commit() -> Job:
+        # Read inside the transaction: after the commit the job is handed over
+        # and may have finished already.
+        with transaction.atomic():
+            result = send_welcome_email.enqueue("fast@example.com")
+            return Job.objects.get(id=result.id)
+
+    stored = await sync_to_async(enqueue_and_read_before_commit)()
     assert (stored.status, stored.lease_owner, stored.attempts) == (
         TaskResultStatus.RUNNING,
         runner.worker_id,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from background.models import Job
 from background.runner import active_runner
 from mailer.tasks import send_welcome_email
-from tests.support.jobs import all_finished, finished, job, new_accounts, until
+from tests.support.jobs import all_finished, finished, job, new_accounts, reaches, until
 from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -197,3 +197,31 @@ async def test_the_runner_keeps_its_smtp_connection_until_it_stops(
     assert smtp_server.quits == 0  # One connection, kept for the next mail.
     await runner.stop()
     assert smtp_server.quits == 1
+
+
+async def test_a_job_handed_over_after_its_lease_ran_out_is_sent_once(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
+    # A signup whose database thread was held up (a stalled database) commits
+    # after its job's lease ran out: the sweeper claims that job as an orphan,
+    # and the late hand-over must not run it a second time.
+    smtp_server.delay = 0.3  # Both runs would be at the server together.
+    await new_accounts("late@example.com")
+    runner = await start_runner()
+    expired = await Job.objects.acreate(
+        task_path="mailer.tasks.send_welcome_email",
+        args=["late@example.com"],
+        backend="default",
+        queue_name="default",
+        status=TaskResultStatus.RUNNING,
+        attempts=1,
+        lease_owner=runner.worker_id,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    runner.hand_over(expired)
+    sent = await reaches(expired.id, TaskResultStatus.SUCCESSFUL)
+    # A second run, had there been one, was at the server by now: wait until
+    # the runner holds nothing more.
+    await until(lambda: not runner._held_ids(), "the runner holds no job")
+    assert smtp_server.recipients() == ["late@example.com"]
+    assert sent.attempts == 2  # Claimed by the sweep, not run by the hand-over.
