@@ -251,6 +251,7 @@ TASKS = {
             "POLL_INTERVAL": env_number("TASKS_POLL_INTERVAL", 2, minimum=0.05),
             "DRAIN_TIMEOUT": env_number("TASKS_DRAIN_TIMEOUT", 20, minimum=0),
             "HOUSEKEEPING_INTERVAL": env_number("TASKS_HOUSEKEEPING_INTERVAL", 300, minimum=1),
+            "WAKEUP": env_bool("TASKS_WAKEUP", True),
         },
     }
 }

@@ -12,6 +12,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.json import normalize_json
 
+from . import ledger
 from . import runner as runner_module
 from .models import Job
 from .results import task_result_for
@@ -59,8 +60,12 @@ class LedgerBackend(BaseTaskBackend):
             transaction.on_commit(partial(runner.hand_over, job), robust=True)
         else:
             job.save(force_insert=True)
-            if runner is not None and job.run_after <= now:
-                runner.note_backlog()  # Due now: claim it as soon as a slot frees.
+            if job.run_after <= now:
+                if runner is not None:
+                    runner.note_backlog()  # Claim it as soon as a slot frees.
+                if self.runner_config.wakeup:
+                    # An idle runner in any process claims it now (PostgreSQL).
+                    ledger.announce_due_jobs()
 
         result = task_result_for(job, task)
         task_enqueued.send(type(self), task_result=result)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, connections, router, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
@@ -23,6 +23,28 @@ READY = TaskResultStatus.READY
 RUNNING = TaskResultStatus.RUNNING
 SUCCESSFUL = TaskResultStatus.SUCCESSFUL
 FAILED = TaskResultStatus.FAILED
+
+
+# The channel on which a due job written to the ledger is announced (PostgreSQL
+# only); each runner LISTENs on it (background/wakeup.py) and sweeps at once.
+JOBS_CHANNEL = "background_jobs"
+
+
+def announce_due_jobs() -> None:
+    """NOTIFY idle runners in every process that a job is due, when this transaction commits.
+
+    Call it in the transaction that wrote the job. PostgreSQL delivers the
+    notification at commit, never for a rollback, and only once per
+    transaction for identical ones, so a burst of enqueues in one transaction
+    wakes each runner once. A transaction that notifies takes a server-wide
+    lock at commit, so only jobs no runner took in memory are announced. On
+    other databases it does nothing: runners find the job at their next poll.
+    """
+    ledger_connection = connections[router.db_for_write(Job)]
+    if ledger_connection.vendor != "postgresql":
+        return
+    with ledger_connection.cursor() as cursor:
+        cursor.execute(f"NOTIFY {JOBS_CHANNEL}")
 
 
 def _orphaned(now: datetime) -> Q:
@@ -163,13 +185,17 @@ def release_jobs(worker_id: str, job_ids: list[str], *, started: bool) -> int:
     changes: dict[str, Any] = {}
     if not started:
         changes["attempts"] = F("attempts") - 1
-    return Job.objects.filter(id__in=job_ids, lease_owner=worker_id).update(
-        status=READY,
-        run_after=timezone.now(),
-        lease_owner=None,
-        lease_expires_at=None,
-        **changes,
-    )
+    with transaction.atomic():
+        released = Job.objects.filter(id__in=job_ids, lease_owner=worker_id).update(
+            status=READY,
+            run_after=timezone.now(),
+            lease_owner=None,
+            lease_expires_at=None,
+            **changes,
+        )
+        if released:
+            announce_due_jobs()  # Another process takes them now, not at its next poll.
+    return released
 
 
 def renew_leases(worker_id: str, job_ids: list[str], lease_seconds: float) -> int:

@@ -30,6 +30,7 @@ from .models import Job
 from .outcomes import OutcomeWriter
 from .results import load_task, task_result_for
 from .retry import backoff_delay, is_transient
+from .wakeup import WakeupListener, listener_for
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class RunnerConfig:
     # Each call deletes up to 5,000 rows of each kind (background/housekeeping.py):
     # every 5 minutes, over a million a day.
     housekeeping_interval: float = 300.0
+    # On PostgreSQL, LISTEN for jobs queued by other processes (background/wakeup.py).
+    wakeup: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Self:
@@ -102,6 +105,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
+        self._listener: WakeupListener | None = None
         self._accepting = False
         self._backlog = False
         self._outcomes = OutcomeWriter(runner_threads.run)
@@ -119,6 +123,10 @@ class JobRunner:
         await runner_started.asend(sender=type(self), runner=self)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-sweeper")
         self._housekeeper = asyncio.create_task(self._housekeep_forever(), name="housekeeping")
+        if self.config.wakeup:
+            self._listener = listener_for(self._job_announced)
+        if self._listener is not None:
+            self._listener.start()
         _active_runner = self
         logger.info("Job runner %s started", self.worker_id)
 
@@ -132,6 +140,8 @@ class JobRunner:
             _active_runner = None
         self._accepting = False
         self._wake.set()
+        if self._listener is not None:
+            await self._listener.stop()
         if self._housekeeper is not None:
             self._housekeeper.cancel()
             await asyncio.gather(self._housekeeper, return_exceptions=True)
@@ -228,6 +238,15 @@ class JobRunner:
 
     def wake(self) -> None:
         """Look at the ledger now rather than at the next poll (loop thread)."""
+        self._wake.set()
+
+    def _job_announced(self) -> None:
+        """Another process queued a due job (loop thread, from the wake-up listener).
+
+        Sweep now; with no free slot, sweep again once they free, as for a
+        backlog, instead of leaving the job to the next poll.
+        """
+        self._backlog = True
         self._wake.set()
 
     def seconds_since_sweep(self) -> float:

@@ -1,9 +1,11 @@
 from typing import Any
 
 from django.core.management.base import BaseCommand
+from django.db import transaction
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
+from background.ledger import announce_due_jobs
 from background.models import Job
 
 
@@ -22,7 +24,13 @@ class Command(BaseCommand):
         failed = Job.objects.filter(status=TaskResultStatus.FAILED)
         if task:
             failed = failed.filter(task_path=task)
-        count = failed.update(
-            status=TaskResultStatus.READY, attempts=0, run_after=timezone.now(), finished_at=None
-        )
+        with transaction.atomic():
+            count = failed.update(
+                status=TaskResultStatus.READY,
+                attempts=0,
+                run_after=timezone.now(),
+                finished_at=None,
+            )
+            if count:
+                announce_due_jobs()
         self.stdout.write(f"Queued {count} failed job(s) again.")
