@@ -49,7 +49,7 @@ def active_runner() -> "JobRunner | None":
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerConfig:
-    concurrency: int = 16
+    concurrency: int = 64  # TASKS_CONCURRENCY's default: see asgi_project/settings.py.
     max_attempts: int = 20
     retry_base_delay: float = 2.0
     retry_max_delay: float = 3600.0
