@@ -1,7 +1,8 @@
 """How the bytes of a mail reach the SMTP server.
 
-A small pool of aiosmtplib connections per long-lived event loop (the job
-runner's); on any other loop, such as the one a sync worker (``db_worker``, a
+A pool of aiosmtplib connections per long-lived event loop (the job runner's)
+that grows while mails wait for a connection and shrinks when they stop; on
+any other loop, such as the one a sync worker (``db_worker``, a
 Celery worker) makes for a single task, each send opens a connection and
 closes it with QUIT, since that loop and its connections would be abandoned
 when the task ends. Every SMTP operation is bounded by EMAIL_TIMEOUT and a
@@ -13,6 +14,7 @@ caller's business.
 import asyncio
 import logging
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -96,6 +98,15 @@ class Envelope:
 
 
 class SMTPTransport:
+    """Sends each mail on a pooled connection.
+
+    A send takes the most recently used idle connection, or opens one while
+    fewer than ``max_connections`` are open, or waits for one. Once opened,
+    ``min_connections`` stay open however long they are idle; any beyond
+    that are closed with QUIT after ``idle_timeout`` seconds unused, so a
+    burst's connections do not stay open on the relay after it.
+    """
+
     def __init__(
         self,
         *,
@@ -106,9 +117,16 @@ class SMTPTransport:
         use_starttls: bool = False,
         use_implicit_tls: bool = False,
         timeout: float = 10.0,
-        pool_size: int = 8,
+        min_connections: int = 8,
+        max_connections: int = 64,
+        idle_timeout: float = 30.0,
         keep_connections: bool = True,
     ) -> None:
+        if not 1 <= min_connections <= max_connections:
+            raise ValueError(
+                f"need 1 <= min_connections ({min_connections})"
+                f" <= max_connections ({max_connections})"
+            )
         self._connect_options: dict[str, Any] = {
             "hostname": host,
             "port": port,
@@ -120,8 +138,15 @@ class SMTPTransport:
         }
         self.timeout = timeout
         self.keep_connections = keep_connections
-        self._slots = asyncio.Semaphore(pool_size)
-        self._idle: list[aiosmtplib.SMTP] = []
+        self.min_connections = min_connections
+        self.idle_timeout = idle_timeout
+        self._slots = asyncio.Semaphore(max_connections)
+        self._sending = 0  # Slots taken: each holds, or is opening, at most one connection.
+        # With the loop time each was put back, oldest first: sends take the
+        # newest (the least likely to have been dropped by the server), the
+        # closer the oldest.
+        self._idle: deque[tuple[aiosmtplib.SMTP, float]] = deque()
+        self._closer: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, *, keep_connections: bool = True) -> Self:
@@ -135,7 +160,9 @@ class SMTPTransport:
             use_starttls=bool(options.get("use_tls")),
             use_implicit_tls=bool(options.get("use_ssl")),
             timeout=float(options.get("timeout") or 10),
-            pool_size=settings.EMAIL_POOL_SIZE,
+            min_connections=settings.EMAIL_POOL_SIZE,
+            max_connections=settings.EMAIL_POOL_MAX,
+            idle_timeout=settings.EMAIL_POOL_IDLE_TIMEOUT,
             keep_connections=keep_connections,
         )
 
@@ -150,39 +177,78 @@ class SMTPTransport:
         """
         envelope = Envelope(sender, tuple(recipients))
         async with self._slots:
-            client = self._idle.pop() if self._idle else None
+            client = self._idle.pop()[0] if self._idle else None
+            self._sending += 1
             try:
                 async with asyncio.timeout(3 * self.timeout):
                     client = await self._deliver(client, message, envelope)
             except Exception as error:
-                if client is not None:
-                    client.close()
                 raise classify(error) from error
+            finally:
+                self._sending -= 1
             if self.keep_connections:
-                self._idle.append(client)
+                self._put_back(client)
             else:
                 await self._quit(client)
 
     async def _deliver(
         self, client: aiosmtplib.SMTP | None, message: EmailMessage | Message, envelope: Envelope
     ) -> aiosmtplib.SMTP:
+        """Send on ``client`` if still connected, else on a new connection; returns the one used.
+
+        A connection a send failed on is closed, never pooled or left open.
+        """
         if client is not None and client.is_connected:
             try:
-                await envelope.send(client, message)
+                await _send_or_close(client, message, envelope)
                 return client
             except aiosmtplib.SMTPServerDisconnected:
                 # Almost always the server closed the idle connection before
                 # this message: send it once more on a fresh one. (At worst a
                 # duplicate, with the same Message-ID.)
-                client.close()
+                pass
+        elif client is not None:
+            client.close()
         client = aiosmtplib.SMTP(**self._connect_options)
-        await client.connect()
-        await envelope.send(client, message)
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        await _send_or_close(client, message, envelope)
         return client
 
+    def _put_back(self, client: aiosmtplib.SMTP) -> None:
+        self._idle.append((client, asyncio.get_running_loop().time()))
+        if self._closer is None and self._open_connections > self.min_connections:
+            self._closer = asyncio.create_task(self._close_idle_surplus(), name="smtp-pool-closer")
+
+    @property
+    def _open_connections(self) -> int:
+        return self._sending + len(self._idle)
+
+    async def _close_idle_surplus(self) -> None:
+        """While more than the minimum are open, close the oldest once it has been idle too long."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._idle and self._open_connections > self.min_connections:
+                client, idle_since = self._idle[0]
+                wait = idle_since + self.idle_timeout - loop.time()
+                if wait > 0:
+                    # It may be taken meanwhile (once all newer ones are): look again after.
+                    await asyncio.sleep(wait)
+                    continue
+                self._idle.popleft()
+                await self._quit(client)
+        finally:
+            self._closer = None
+
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for client in idle:
+        if self._closer is not None:
+            self._closer.cancel()
+            await asyncio.gather(self._closer, return_exceptions=True)
+        idle, self._idle = self._idle, deque()
+        for client, _ in idle:
             await self._quit(client)
 
     async def _quit(self, client: aiosmtplib.SMTP) -> None:
@@ -190,7 +256,21 @@ class SMTPTransport:
             async with asyncio.timeout(self.timeout):
                 await client.quit()
         except Exception:
+            pass  # The server may be gone already; hang up below either way.
+        finally:
             client.close()
+
+
+async def _send_or_close(
+    client: aiosmtplib.SMTP, message: EmailMessage | Message, envelope: Envelope
+) -> None:
+    try:
+        await envelope.send(client, message)
+    except BaseException:
+        # After an error or a cancellation mid-command the session's state is
+        # unknown: never reuse it.
+        client.close()
+        raise
 
 
 # aiosmtplib connections belong to one event loop: one transport per loop.

@@ -23,9 +23,9 @@ from django.test.utils import CaptureQueriesContext
 from background import wakeup
 from background.ledger import JOBS_CHANNEL
 from mailer.tasks import send_welcome_email
-from tests.log_records import log_records
-from tests.service import ROOT, base_env, migrate, postgres_database
 from tests.support.fault_proxy import FaultProxy
+from tests.support.log_records import log_records
+from tests.support.service import ROOT, base_env, migrate, postgres_database
 
 LISTENER_NAME = "job wake-up"
 LOST = "Not listening for jobs queued by other processes"

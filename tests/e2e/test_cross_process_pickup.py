@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from background.ledger import JOBS_CHANNEL
-from tests.service import ROOT, ServiceProcess, base_env, migrate, postgres_database
-from tests.smtp_server import SMTPTestServer
+from tests.support.service import ROOT, ServiceProcess, base_env, migrate, postgres_database
+from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.e2e
 

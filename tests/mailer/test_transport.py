@@ -153,7 +153,9 @@ async def test_reconnects_after_the_server_dropped_an_idle_connection() -> None:
 async def test_pool_size_bounds_concurrent_connections() -> None:
     server = CountingServer(delay=0.1).start()
     try:
-        transport = SMTPTransport(host="127.0.0.1", port=server.port, timeout=5, pool_size=2)
+        transport = SMTPTransport(
+            host="127.0.0.1", port=server.port, timeout=5, min_connections=2, max_connections=2
+        )
         await asyncio.gather(*(send(transport, f"p{i}@example.com") for i in range(8)))
         assert len(server.received) == 8
         assert server.most_open == 2

@@ -1,0 +1,130 @@
+"""The SMTP pool grows with waiting mail, up to its maximum, and shrinks back when idle.
+
+Against a real SMTP server that counts its sessions; the pool is judged by
+what the server saw, not by the transport's own bookkeeping.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+
+import pytest
+
+from mailer.transport import SMTPTransport
+from tests.asgi_project.test_settings import in_fresh_process
+from tests.support.smtp_sessions import SessionCountingServer
+
+MIN, MAX = 2, 6
+
+
+@pytest.fixture
+def slow_server() -> Iterator[SessionCountingServer]:
+    """Long enough per mail that concurrent sends overlap on a busy machine."""
+    server = SessionCountingServer(delay=0.3).start()
+    yield server
+    server.stop()
+
+
+def pool_for(server: SessionCountingServer, *, idle_timeout: float) -> SMTPTransport:
+    return SMTPTransport(
+        host="127.0.0.1",
+        port=server.port,
+        timeout=5,
+        min_connections=MIN,
+        max_connections=MAX,
+        idle_timeout=idle_timeout,
+    )
+
+
+async def send_all(transport: SMTPTransport, recipients: list[str]) -> None:
+    async def send(to: str) -> None:
+        message = EmailMessage()
+        message["From"] = "from@example.com"
+        message["To"] = to
+        message["Subject"] = "Hello"
+        message.set_content("Hi")
+        await transport.send(message, sender="from@example.com", recipients=[to])
+
+    await asyncio.gather(*(send(to) for to in recipients))
+
+
+async def until(outcome: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not outcome():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def addresses(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{i}@example.com" for i in range(count)]
+
+
+async def test_the_pool_grows_past_its_minimum_to_its_maximum_and_reuses_its_connections(
+    slow_server: SessionCountingServer,
+) -> None:
+    transport = pool_for(slow_server, idle_timeout=60)
+    first, second = addresses("first", 4 * MAX), addresses("second", 4 * MAX)
+    await send_all(transport, first)
+    await send_all(transport, second)  # Well within the idle timeout: nothing closed between.
+
+    assert sorted(slow_server.recipients()) == sorted(first + second)  # Each exactly once.
+    assert slow_server.most_open == MAX
+    assert slow_server.sessions_opened == MAX
+    await transport.close()
+    await until(lambda: slow_server.open_sessions() == 0)
+    assert slow_server.quits == MAX
+
+
+async def test_connections_beyond_the_minimum_close_after_the_idle_timeout(
+    slow_server: SessionCountingServer,
+) -> None:
+    transport = pool_for(slow_server, idle_timeout=0.5)
+    burst = addresses("burst", 2 * MAX)
+    await send_all(transport, burst)
+    assert slow_server.most_open == MAX
+
+    await until(lambda: slow_server.open_sessions() == MIN)
+    assert slow_server.quits == MAX - MIN  # Closed politely, not dropped.
+    # The minimum stayed open: the next mails go out on it, no new session.
+    after = addresses("after", MIN)
+    await send_all(transport, after)
+    assert slow_server.sessions_opened == MAX
+    assert sorted(slow_server.recipients()) == sorted(burst + after)
+    await transport.close()
+
+
+async def test_the_pool_grows_again_after_shrinking(slow_server: SessionCountingServer) -> None:
+    transport = pool_for(slow_server, idle_timeout=0.2)
+    await send_all(transport, addresses("one", 2 * MAX))
+    await until(lambda: slow_server.open_sessions() == MIN)
+    slow_server.most_open = 0
+    await send_all(transport, addresses("two", 2 * MAX))
+    assert slow_server.most_open == MAX
+    assert len(slow_server.received) == 4 * MAX
+    await transport.close()
+
+
+def test_the_minimum_cannot_exceed_the_maximum() -> None:
+    with pytest.raises(ValueError, match="min_connections"):
+        SMTPTransport(host="127.0.0.1", port=25, min_connections=9, max_connections=8)
+
+
+def test_pool_settings() -> None:
+    show = [
+        "-c",
+        "from asgi_project import settings as s; print(s.EMAIL_POOL_SIZE, s.EMAIL_POOL_MAX)",
+    ]
+    assert in_fresh_process(show, {"DEBUG": "1"}).stdout.split() == ["8", "64"]
+    # An EMAIL_POOL_SIZE set above 64 before EMAIL_POOL_MAX existed keeps working.
+    assert in_fresh_process(show, {"DEBUG": "1", "EMAIL_POOL_SIZE": "100"}).stdout.split() == [
+        "100",
+        "100",
+    ]
+    below = in_fresh_process(show, {"DEBUG": "1", "EMAIL_POOL_SIZE": "8", "EMAIL_POOL_MAX": "4"})
+    assert below.returncode != 0
+    assert below.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured:"
+        " EMAIL_POOL_MAX (4) must be at least EMAIL_POOL_SIZE (8)."
+    )
