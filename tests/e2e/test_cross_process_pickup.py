@@ -65,13 +65,6 @@ def listener_pid(postgres_url: str, other_than: int | None = None, timeout: floa
 
 
 @pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def postgres_service(smtp: SMTPTestServer, tmp_path: Path) -> Iterator[tuple[ServiceProcess, str]]:
     with postgres_database() as url:
         env = base_env(url, smtp.port, TASKS_POLL_INTERVAL=LONG_POLL)

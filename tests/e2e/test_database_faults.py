@@ -153,13 +153,6 @@ def assert_no_error_and_no_hang(stream: SignupStream) -> None:
 
 
 @pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def postgres_url() -> Iterator[str]:
     with postgres_database() as url:
         yield url

@@ -38,13 +38,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def smtp() -> Iterator[SMTPTestServer]:
-    server = SMTPTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def launch(
     database_url: str, smtp: SMTPTestServer, tmp_path: Path
 ) -> Iterator[Callable[..., ServiceProcess]]:

@@ -8,13 +8,13 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailer.tasks import send_welcome_email
 from mailer.transport import DeliveryError, SMTPTransport, classify
 from signup.models import User
 from tests.support.ports import free_port
 from tests.support.smtp_server import SMTPTestServer
+from tests.support.smtp_sessions import SessionCountingServer
 
 
 def mail(to_header: str = "to@example.com") -> EmailMessage:
@@ -43,39 +43,9 @@ def plain_server() -> Iterator[SMTPTestServer]:
     server.stop()
 
 
-class CountingServer(SMTPTestServer):
-    """Counts connections (EHLOs) and the most sessions open at once."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__(delay)
-        self.connections = 0
-        self.open_now = 0
-        self.most_open = 0
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        self.connections += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.open_now += 1
-        self.most_open = max(self.most_open, self.open_now)
-        try:
-            return await super().handle_DATA(server, session, envelope)
-        finally:
-            self.open_now -= 1
-
-
 @pytest.fixture
 def counting_server() -> Any:
-    server = CountingServer().start()
+    server = SessionCountingServer().start()
     yield server
     server.stop()
 
@@ -128,12 +98,12 @@ async def test_refused_connection_is_transient() -> None:
     assert str(failure.value).startswith("connection failed (SMTPConnectError: Error connecting")
 
 
-async def test_connections_are_reused(counting_server: CountingServer) -> None:
+async def test_connections_are_reused(counting_server: SessionCountingServer) -> None:
     transport = transport_for(counting_server)
     for i in range(5):
         await send(transport, f"r{i}@example.com")
     assert len(counting_server.received) == 5
-    assert counting_server.connections == 1
+    assert counting_server.sessions_opened == 1
     await transport.close()
 
 
@@ -151,7 +121,7 @@ async def test_reconnects_after_the_server_dropped_an_idle_connection() -> None:
 
 
 async def test_pool_size_bounds_concurrent_connections() -> None:
-    server = CountingServer(delay=0.1).start()
+    server = SessionCountingServer(delay=0.1).start()
     try:
         transport = SMTPTransport(
             host="127.0.0.1", port=server.port, timeout=5, min_connections=2, max_connections=2
@@ -159,7 +129,7 @@ async def test_pool_size_bounds_concurrent_connections() -> None:
         await asyncio.gather(*(send(transport, f"p{i}@example.com") for i in range(8)))
         assert len(server.received) == 8
         assert server.most_open == 2
-        assert server.connections == 2
+        assert server.sessions_opened == 2
         await transport.close()
     finally:
         server.stop()
