@@ -108,6 +108,7 @@ async def test_a_notification_wakes_the_runner_again_after_the_connection_is_kil
 
 
 @pytest.mark.postgres
+@pytest.mark.e2e  # Seconds of reconnect backoff: outside the quick inner loop.
 @pytest.mark.parametrize("fault", ["refuse", "stall"])
 async def test_an_unreachable_server_is_logged_once_and_retried_until_back(
     postgres_url: str, fault: str, monkeypatch: pytest.MonkeyPatch, settings: Any
@@ -162,6 +163,7 @@ sentinel("end")
 
 
 @pytest.mark.postgres
+@pytest.mark.e2e  # Starts manage.py processes.
 async def test_another_process_announces_due_jobs_once_per_transaction_and_only_on_commit(
     postgres_url: str, tmp_path: Path
 ) -> None:
