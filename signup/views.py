@@ -9,14 +9,14 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
+from asgi_project.middleware import FORM_TYPES
 from background.database import DatabaseUnavailable, request_threads
 
 from .services import register_address
@@ -25,7 +25,6 @@ from .validation import normalise_email
 logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
-FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 REGISTERED = "User registered"
 # What a client is told to wait when the database is unavailable: long enough
 # for a dropped connection or a failover, short enough for a person to retry.
@@ -67,12 +66,8 @@ class BadRequest(Exception):
 def _check_csrf(request: HttpRequest) -> HttpResponse | None:
     # Only browsers post forms, so only forms need CSRF protection; a
     # cross-site page cannot send application/json without a CORS preflight.
-    try:
-        return CsrfViewMiddleware(lambda request: HttpResponse()).process_view(
-            request, None, (), {}
-        )
-    except (MultiPartParserError, SuspiciousOperation):  # It reads the form to find the token.
-        raise BadRequest(400, "Malformed form data.") from None
+    # It reads the form, which the middleware has already parsed (or refused).
+    return CsrfViewMiddleware(lambda request: HttpResponse()).process_view(request, None, (), {})
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -88,10 +83,7 @@ def _read_body(request: HttpRequest) -> bytes:
 
 def _read_email(request: HttpRequest, body: bytes, is_form: bool) -> object:
     if is_form:
-        try:
-            return request.POST.get("email")
-        except (MultiPartParserError, SuspiciousOperation):
-            raise BadRequest(400, "Malformed form data.") from None
+        return request.POST.get("email")  # Parsed by the middleware, which refuses bad forms.
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
