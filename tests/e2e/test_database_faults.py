@@ -241,67 +241,66 @@ def test_killed_backends_are_replaced_every_time(
     assert max(Counter(smtp.recipients()).values()) == 1
 
 
-def test_locked_sqlite_answers_503_then_delivers_everything(
-    smtp: SMTPTestServer, tmp_path: Path
-) -> None:
+@pytest.fixture
+def sqlite_service(smtp: SMTPTestServer, tmp_path: Path) -> Iterator[tuple[ServiceProcess, Path]]:
+    """The service on a SQLite file of its own; the file's path, for another process to lock."""
     path = tmp_path / "service.sqlite3"
     env = base_env(f"sqlite:///{path}", smtp.port, DATABASE_TIMEOUT=str(DATABASE_TIMEOUT))
     migrate(env)
     service = ServiceProcess(env, tmp_path / "uvicorn.log").start()
-    try:
-        with SignupStream(service) as stream:
-            time.sleep(1.5)
-            # Another process takes the write lock and keeps it.
-            locker = sqlite3.connect(path, isolation_level=None, timeout=10)
-            locker.execute("BEGIN IMMEDIATE")
-            locked_at = time.monotonic()
-            wait_for_health(service, 503)  # The runner cannot claim: it is stalled.
-            form_answer = post_form(service, "form-during-lock@example.com")
-            time.sleep(max(0.0, 5.0 - (time.monotonic() - locked_at)))
-            locker.execute("ROLLBACK")
-            locker.close()
-            released_at = time.monotonic()
-            wait_for_health(service, 200)
-            time.sleep(3)
+    yield service, path
+    service.stop()
 
-        assert_no_error_and_no_hang(stream)
-        late = [a for a in stream.answers if locked_at + DATABASE_TIMEOUT < a.started]
-        during = [a.status for a in late if a.started < released_at - DATABASE_TIMEOUT]
-        assert during and set(during) == {503}, Counter(during)
-        after = [a.status for a in stream.answers if a.started > released_at + 1]
-        assert after and set(after) == {201}, Counter(after)
-        assert_every_registration_mailed_once(stream, smtp, service)
-        # A browser gets the page, with the same advice.
-        assert form_answer.status_code == 503
-        assert form_answer.headers["Content-Type"].startswith("text/html")
-        assert form_answer.headers["Retry-After"] == "5"
-        # One warning per interval, not one per failed request.
-        warnings = service.log().count("Signups answer 503: database unavailable")
-        assert 1 <= warnings < stream.statuses()[503] / 5
-        assert "Service Unavailable: /signup/" not in service.log()
-    finally:
-        service.stop()
+
+def test_locked_sqlite_answers_503_then_delivers_everything(
+    sqlite_service: tuple[ServiceProcess, Path], smtp: SMTPTestServer
+) -> None:
+    service, path = sqlite_service
+    with SignupStream(service) as stream:
+        time.sleep(1.5)
+        # Another process takes the write lock and keeps it.
+        locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+        locker.execute("BEGIN IMMEDIATE")
+        locked_at = time.monotonic()
+        wait_for_health(service, 503)  # The runner cannot claim: it is stalled.
+        form_answer = post_form(service, "form-during-lock@example.com")
+        time.sleep(max(0.0, 5.0 - (time.monotonic() - locked_at)))
+        locker.execute("ROLLBACK")
+        locker.close()
+        released_at = time.monotonic()
+        wait_for_health(service, 200)
+        time.sleep(3)
+
+    assert_no_error_and_no_hang(stream)
+    late = [a for a in stream.answers if locked_at + DATABASE_TIMEOUT < a.started]
+    during = [a.status for a in late if a.started < released_at - DATABASE_TIMEOUT]
+    assert during and set(during) == {503}, Counter(during)
+    after = [a.status for a in stream.answers if a.started > released_at + 1]
+    assert after and set(after) == {201}, Counter(after)
+    assert_every_registration_mailed_once(stream, smtp, service)
+    # A browser gets the page, with the same advice.
+    assert form_answer.status_code == 503
+    assert form_answer.headers["Content-Type"].startswith("text/html")
+    assert form_answer.headers["Retry-After"] == "5"
+    # One warning per interval, not one per failed request.
+    warnings = service.log().count("Signups answer 503: database unavailable")
+    assert 1 <= warnings < stream.statuses()[503] / 5
+    assert "Service Unavailable: /signup/" not in service.log()
 
 
 def test_healthz_reports_a_runner_that_cannot_reach_its_ledger(
-    smtp: SMTPTestServer, tmp_path: Path
+    sqlite_service: tuple[ServiceProcess, Path],
 ) -> None:
-    path = tmp_path / "service.sqlite3"
-    env = base_env(f"sqlite:///{path}", smtp.port, DATABASE_TIMEOUT=str(DATABASE_TIMEOUT))
-    migrate(env)
-    service = ServiceProcess(env, tmp_path / "uvicorn.log").start()
-    try:
-        # In WAL mode readers go on beside a writer: /healthz can read, but
-        # the runner cannot claim while another process holds the write lock.
-        locker = sqlite3.connect(path, isolation_level=None, timeout=10)
-        locker.execute("BEGIN IMMEDIATE")
-        wait_for_health(service, 503)
-        answer = httpx.get(f"{service.url}/healthz").json()
-        locker.execute("ROLLBACK")
-        locker.close()
-        wait_for_health(service, 200)
-    finally:
-        service.stop()
+    service, path = sqlite_service
+    # In WAL mode readers go on beside a writer: /healthz can read, but
+    # the runner cannot claim while another process holds the write lock.
+    locker = sqlite3.connect(path, isolation_level=None, timeout=10)
+    locker.execute("BEGIN IMMEDIATE")
+    wait_for_health(service, 503)
+    answer = httpx.get(f"{service.url}/healthz").json()
+    locker.execute("ROLLBACK")
+    locker.close()
+    wait_for_health(service, 200)
     assert answer == {"database": "ok", "runner": "stalled"}
     assert "Job sweep recovered" in service.log()
 
