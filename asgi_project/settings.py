@@ -311,5 +311,9 @@ LOGGING = {
         # Django logs every task start and finish at INFO; one line per mail
         # is noise at the rates this service runs.
         "django.tasks": {"level": os.environ.get("TASKS_LOG_LEVEL", "WARNING")},
+        # aiosmtpd (the development inbox and the tests' SMTP servers) logs
+        # every SMTP command at INFO: noise in bin/dev, and half the quick
+        # tests' time spent capturing it.
+        "mail.log": {"level": "WARNING"},
     },
 }
