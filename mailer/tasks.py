@@ -15,7 +15,9 @@ from .transport import get_transport
 
 async def _send_account_mail(context: TaskContext, template: str, subject: str, email: str) -> bool:
     recipient = delivery_mailbox(email)  # An undeliverable address fails the job at once.
-    message = await task_threads.run(account_mail, template, subject, email, context.task_result.id)
+    message = await task_threads.run(
+        account_mail, template, subject, email, context.task_result.id, mailbox=recipient
+    )
     if message is None:
         return False
     await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
