@@ -118,3 +118,23 @@ def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
         in (short.stderr.strip().splitlines()[-1])
     )
     assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
+
+
+@pytest.mark.parametrize("debug", ["1", "0"])
+def test_each_warning_is_logged_once(debug: str) -> None:
+    # Django's default logging gives "django" a console handler of its own
+    # under DEBUG: bin/dev printed every django.* warning twice.
+    log = [
+        "-c",
+        "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'asgi_project.settings'; "
+        "import django, logging; django.setup(); "
+        "logging.getLogger('django.request').warning('a django warning'); "
+        "logging.getLogger('background.runner').warning('a service warning')",
+    ]
+    result = in_fresh_process(log, {"DEBUG": debug, "SITE_URL": "https://example.com"})
+    assert result.returncode == 0, result.stderr
+    # Each line after its date and time: "2026-11-26 00:39:47,846 WARNING ...".
+    assert [line.split(" ", 2)[2] for line in result.stderr.splitlines()] == [
+        "WARNING django.request: a django warning",
+        "WARNING background.runner: a service warning",
+    ]
