@@ -152,7 +152,7 @@ READ_ELSEWHERE = {"PORT": "the Procfile, bin/dev", "FORWARDED_ALLOW_IPS": "uvico
 
 
 def environment_names(source: str) -> set[str]:
-    """The variables a module reads: ``os.environ.get("X")``, ``os.environ["X"]``, ``env_int("X")``..."""
+    """The variables a module reads: ``os.environ["X"]``, ``.get("X")``, ``env_int("X")``."""
     names = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_READERS:

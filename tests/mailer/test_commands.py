@@ -18,7 +18,9 @@ def inbox(directory: Path) -> Iterator[tuple[int, list[str]]]:
     """One run of the inbox (as one bin/dev start): its port and what it printed."""
     printed: list[str] = []
     port = free_port()
-    controller = Controller(InboxHandler(directory, printed.append), hostname="127.0.0.1", port=port)
+    controller = Controller(
+        InboxHandler(directory, printed.append), hostname="127.0.0.1", port=port
+    )
     controller.start()
     try:
         yield port, printed
