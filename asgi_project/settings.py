@@ -308,6 +308,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's default logging gives "django" a console handler of its own
+        # when DEBUG is on; its records also reach the root's, so every
+        # warning was printed twice in development. The root's handler only.
+        "django": {"handlers": []},
         # Django logs every task start and finish at INFO; one line per mail
         # is noise at the rates this service runs.
         "django.tasks": {"level": os.environ.get("TASKS_LOG_LEVEL", "WARNING")},

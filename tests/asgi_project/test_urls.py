@@ -1,4 +1,5 @@
-"""The set-password pages as urls.py wires them, against hostile forms, cookies and links."""
+"""The routes as urls.py wires them: HEAD wherever GET, and the set-password pages
+against hostile forms, cookies and links."""
 
 from collections.abc import Callable
 
@@ -6,6 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
+from asgi_project import urls
 from mailer.messages import set_password_link
 from signup.models import User
 
@@ -23,6 +25,44 @@ async def opened_link() -> tuple[AsyncClient, str, User]:
     page = await browser.get(link.split("8000", 1)[1], follow=True)
     assert b"<h1>Choose your password</h1>" in page.content
     return browser, page.redirect_chain[-1][0], user
+
+
+async def same_answer_to_head(browser: AsyncClient, path: str) -> None:
+    get = await browser.get(path)
+    head = await browser.head(path)
+    assert (head.status_code, head.headers) == (get.status_code, get.headers)
+    assert head.cookies.keys() == get.cookies.keys()
+
+
+# A request for every route that answers GET (the set-password link has its own
+# test): HEAD answers it alike, without the body, as HTTP asks.
+HEAD_PATHS = {
+    "": "/",
+    "signup/": "/signup/",
+    "account/set-password/done/": "/account/set-password/done/",
+    "healthz": "/healthz",
+}
+SET_PASSWORD_ROUTE = "account/set-password/<uidb64>/<token>/"
+
+
+def test_every_route_is_checked_for_head() -> None:
+    routes = {str(pattern.pattern) for pattern in urls.urlpatterns}
+    assert routes == {*HEAD_PATHS, SET_PASSWORD_ROUTE}, "a new route: add it to HEAD_PATHS"
+
+
+@pytest.mark.parametrize("path", HEAD_PATHS.values())
+async def test_head_is_answered_as_get(path: str) -> None:
+    await same_answer_to_head(AsyncClient(), path)
+
+
+async def test_head_is_answered_as_get_on_the_set_password_pages() -> None:
+    user = await sync_to_async(User.objects.create_user)("head@example.com")
+    link = (await sync_to_async(set_password_link)(user)).split("8000", 1)[1]
+    browser = AsyncClient()
+    head = await browser.head(link)  # Like GET, it keeps the token in the session.
+    assert head.status_code == 302
+    await same_answer_to_head(browser, head["Location"])
+    assert b"<h1>Choose your password</h1>" in (await browser.get(head["Location"])).content
 
 
 async def password_unchanged(user: User) -> bool:
