@@ -305,13 +305,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Django's error reports to ADMINS (none are sent while ADMINS is empty).
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # Django's default logging gives "django" a console handler of its own
         # when DEBUG is on; its records also reach the root's, so every
-        # warning was printed twice in development. The root's handler only.
-        "django": {"handlers": []},
+        # warning was printed twice in development. The root's handler, plus
+        # the error reports Django mails to ADMINS.
+        "django": {"handlers": ["mail_admins"]},
         # Django logs every task start and finish at INFO; one line per mail
         # is noise at the rates this service runs.
         "django.tasks": {"level": os.environ.get("TASKS_LOG_LEVEL", "WARNING")},
