@@ -118,3 +118,24 @@ def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
         in (short.stderr.strip().splitlines()[-1])
     )
     assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
+
+
+def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer() -> None:
+    show = [
+        "-c",
+        "from asgi_project import settings as s; "
+        "print(s.MAILERS['default']['BACKEND'], s.MAILERS['smtp']['OPTIONS']['host'], "
+        "s.MAILERS['smtp']['OPTIONS']['port'], s.ADMINS, s.SERVER_EMAIL)",
+    ]
+    env = {
+        "DEBUG": "1",
+        "EMAIL_HOST": "relay.example.com",
+        "EMAIL_PORT": "587",
+        "ADMINS": "ops@example.com, oncall@example.com,",
+        "DEFAULT_FROM_EMAIL": "Shop <shop@example.com>",
+    }
+    result = in_fresh_process(show, env, unset=("SERVER_EMAIL",))
+    assert result.stdout.strip() == (
+        "mailer.outbox.OutboxBackend relay.example.com 587 "
+        "['ops@example.com', 'oncall@example.com'] Shop <shop@example.com>"
+    ), result.stderr
