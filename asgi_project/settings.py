@@ -319,14 +319,26 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Django's error reports to ADMINS (500s), queued through the outbox;
+        # one that cannot be queued is logged instead of failing the request.
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "mailer.error_reports.ErrorReportHandler",
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
+        # In place of Django's defaults for it (the same level, the same
+        # reports); its lines reach the console through the root logger.
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         # Django logs every task start and finish at INFO; one line per mail
         # is noise at the rates this service runs. Not passed on to the
         # "django" logger, whose mail_admins handler would queue a mail about
-        # each failed job, on the runner's event loop, and a failed report
-        # would queue the next one.
+        # each failed job, and a report that failed would queue the next one.
         "django.tasks": {
             "level": os.environ.get("TASKS_LOG_LEVEL", "WARNING"),
             "handlers": ["console"],

@@ -2,7 +2,7 @@
 runner as stored, to a real SMTP server."""
 
 from base64 import b64decode
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,16 +10,14 @@ from asgiref.sync import sync_to_async
 from django.core import mail
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
 from django.tasks import TaskResultStatus, task_backends
-from django.test import AsyncClient, override_settings
-from django.urls import path
+from django.test import override_settings
 
 from background.models import Job
-from background.runner import JobRunner, RunnerConfig
+from background.runner import JobRunner
 from mailer.outbox import stored_message
 from tests.conftest import mailers_for
-from tests.support.jobs import reaches, until
+from tests.support.jobs import reaches
 from tests.support.ports import free_port
 from tests.support.smtp_server import SMTPTestServer
 
@@ -34,30 +32,11 @@ class Rollback(Exception):
     pass
 
 
-def boom(request: HttpRequest) -> HttpResponse:
-    raise RuntimeError("the database said no")
-
-
-# The error the mail_admins test provokes: a view that raises, served by Django's handler.
-urlpatterns = [path("boom/", boom)]
-
-
 @pytest.fixture
 def outbox() -> Iterator[None]:
     """The outbox as settings.py configures it, with no SMTP server needed."""
     with override_settings(MAILERS=mailers_for(free_port())):
         yield
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[JobRunner]:
-    config = RunnerConfig(
-        concurrency=4, poll_interval=0.05, retry_base_delay=0.05, retry_max_delay=0.2
-    )
-    runner = JobRunner(config)
-    await runner.start()
-    yield runner
-    await runner.stop(drain_timeout=2)
 
 
 def newsletter() -> mail.EmailMultiAlternatives:
@@ -237,30 +216,3 @@ def test_a_failed_message_does_not_mail_the_admins_about_itself(
     smtp_server.script("550", "550", "550")
     mail.send_mail("Hi", "Body", None, ["to@example.com"])
     assert smtp_server.data_commands == 1
-
-
-@pytest.mark.urls(__name__)
-async def test_mail_admins_about_an_error_survives_an_smtp_outage(
-    settings: Any, runner: JobRunner
-) -> None:
-    settings.ADMINS = ["ops@example.com"]
-    settings.SERVER_EMAIL = "errors@example.com"
-    relay = SMTPTestServer()  # Not started yet: the relay is down.
-    with override_settings(MAILERS=mailers_for(relay.port)):
-        response = await AsyncClient(raise_request_exception=False).get("/boom/")
-        assert response.status_code == 500
-        job = await Job.objects.aget(task_path=TASK)
-        await until(
-            lambda: Job.objects.filter(id=job.id, attempts__gte=2).aexists(), "two failed attempts"
-        )
-        relay.start()
-        try:
-            (received,) = await relay.until(1)
-            await reaches(job.id, TaskResultStatus.SUCCESSFUL)
-        finally:
-            relay.stop()
-    assert received.recipients == ["ops@example.com"]
-    assert received.message["From"] == "errors@example.com"
-    assert "Internal Server Error: /boom/" in received.message["Subject"]
-    text = received.message.get_body(("plain",))
-    assert text is not None and "the database said no" in text.get_content()

@@ -1,7 +1,7 @@
 """The mail tasks through the runner: canonical envelope, undeliverable addresses fail once."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.test import override_settings
 
 from background.models import Job
-from background.runner import JobRunner, RunnerConfig
+from background.runner import JobRunner
 from mailer.outbox import stored_message
 from mailer.tasks import send_stored_message, send_welcome_email
 from signup.models import User
@@ -29,15 +29,6 @@ def plain_server() -> Iterator[SMTPTestServer]:
     with override_settings(MAILERS=mailers_for(server.port)):
         yield server
     server.stop()
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[JobRunner]:
-    config = RunnerConfig(concurrency=4, poll_interval=0.05, retry_base_delay=0.05, drain_timeout=5)
-    runner = JobRunner(config)
-    await runner.start()
-    yield runner
-    await runner.stop(drain_timeout=2)
 
 
 async def finished(result: TaskResult, timeout: float = 10.0) -> TaskResult:
