@@ -24,7 +24,6 @@ from typing import Any
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import transaction
 from django.utils.encoding import force_str
 
 from background.enqueue import enqueue_with_transaction
@@ -52,15 +51,13 @@ class OutboxBackend(BaseEmailBackend):
     """
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        queued = 0
-        # One transaction for the batch (a savepoint inside the caller's):
-        # send_mass_mail queues all its messages or none.
-        with transaction.atomic():
-            for message in email_messages:
-                if message.recipients():
-                    enqueue_with_transaction(send_stored_message, **stored_message(message))
-                    queued += 1
-        return queued
+        # Every message is checked and rendered before any is queued: one that
+        # Django would refuse stops send_mass_mail before it queued the rest.
+        # No transaction of its own: another TASKS backend needs no database.
+        stored = [stored_message(message) for message in email_messages if message.recipients()]
+        for arguments in stored:
+            enqueue_with_transaction(send_stored_message, **arguments)
+        return len(stored)
 
 
 def stored_message(message: EmailMessage) -> dict[str, Any]:

@@ -7,6 +7,7 @@ not wait for SMTP, and the mail is sent, once, when the relay answers again.
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,7 +15,13 @@ import httpx
 import pytest
 
 from tests.support.fault_proxy import FaultProxy
-from tests.support.service import ServiceProcess, base_env, migrate, sqlite_database
+from tests.support.service import (
+    ServiceProcess,
+    base_env,
+    migrate,
+    postgres_database,
+    sqlite_database,
+)
 from tests.support.smtp_server import Received, SMTPTestServer
 
 PASSWORD = "a-Long-unusual-passphrase-42"
@@ -22,6 +29,10 @@ PASSWORD = "a-Long-unusual-passphrase-42"
 # at least for a relay that accepts the connection and never answers.
 EMAIL_TIMEOUT = 5.0
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+DATABASES: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
+    "sqlite": sqlite_database,
+    "postgres": lambda _: postgres_database(),
+}
 
 
 @pytest.fixture
@@ -32,9 +43,11 @@ def relay(smtp: SMTPTestServer) -> Iterator[FaultProxy]:
     proxy.stop()
 
 
-@pytest.fixture
-def service(relay: FaultProxy, tmp_path: Path) -> Iterator[ServiceProcess]:
-    with sqlite_database(tmp_path) as url:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def service(
+    request: pytest.FixtureRequest, relay: FaultProxy, tmp_path: Path
+) -> Iterator[ServiceProcess]:
+    with DATABASES[request.param](tmp_path) as url:
         env = base_env(url, relay.port, EMAIL_TIMEOUT=str(EMAIL_TIMEOUT), TASKS_RETRY_MAX_DELAY="1")
         migrate(env)
         service = ServiceProcess(env, tmp_path / "uvicorn.log")

@@ -99,7 +99,7 @@ def test_another_tasks_backend_gets_the_message_only_after_the_commit(settings: 
 
 
 @pytest.mark.usefixtures("outbox")
-def test_send_mass_mail_queues_every_message_or_none() -> None:
+def test_send_mass_mail_with_a_message_django_would_refuse_queues_none() -> None:
     messages = [("One", "1", None, ["one@example.com"]), ("Two", "2", None, ["bad\n@x.com"])]
     with pytest.raises(ValueError):
         mail.send_mass_mail(messages)
