@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TASK = "mailer.tasks.send_stored_message"
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
-PNG = bytes(range(256)) * 8  # Every byte value, as a binary attachment carries.
+BINARY = bytes(range(256)) * 8  # Every byte value, as a binary attachment carries.
 
 
 class Rollback(Exception):
@@ -50,7 +50,7 @@ def newsletter() -> mail.EmailMultiAlternatives:
         bcc=["audit@example.com"],
     )
     message.attach_alternative("<p>Hallo <b>Jürgen</b> &mdash; ça va?</p>", "text/html")
-    message.attach("zahlen.png", PNG, "image/png")
+    message.attach("zahlen.png", BINARY, "image/png")
     message.attach("notizen-ä.txt", "naïve notes\n", "text/plain")
     return message
 
@@ -177,7 +177,7 @@ async def test_attachments_and_alternatives_arrive_byte_for_byte(
     assert html.get_content() == "<p>Hallo <b>Jürgen</b> &mdash; ça va?</p>\r\n"
     png, notes = received.message.iter_attachments()
     assert (png.get_filename(), png.get_content_type()) == ("zahlen.png", "image/png")
-    assert png.get_content() == PNG
+    assert png.get_content() == BINARY
     assert (notes.get_filename(), notes.get_content()) == ("notizen-ä.txt", "naïve notes\r\n")
     # 7-bit clean: fit for a relay without 8BITMIME.
     assert received.data.isascii()
