@@ -200,3 +200,24 @@ def test_environment_names_finds_every_way_of_reading() -> None:
         "os.environ['NOT_READ'] = '1'\nos.environ.setdefault('NOT_READ_EITHER', '1')\n"
     )
     assert environment_names(source) == {"A", "B", "C", "D", "E"}
+
+
+def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer() -> None:
+    show = [
+        "-c",
+        "from asgi_project import settings as s; "
+        "print(s.MAILERS['default']['BACKEND'], s.MAILERS['smtp']['OPTIONS']['host'], "
+        "s.MAILERS['smtp']['OPTIONS']['port'], s.ADMINS, s.SERVER_EMAIL)",
+    ]
+    env = {
+        "DEBUG": "1",
+        "EMAIL_HOST": "relay.example.com",
+        "EMAIL_PORT": "587",
+        "ADMINS": "ops@example.com, oncall@example.com,",
+        "DEFAULT_FROM_EMAIL": "Shop <shop@example.com>",
+    }
+    result = in_fresh_process(show, env, unset=("SERVER_EMAIL",))
+    assert result.stdout.strip() == (
+        "mailer.outbox.OutboxBackend relay.example.com 587 "
+        "['ops@example.com', 'oncall@example.com'] Shop <shop@example.com>"
+    ), result.stderr

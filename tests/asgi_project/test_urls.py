@@ -1,11 +1,12 @@
-"""The routes as urls.py wires them: HEAD wherever GET, and the set-password pages
-against hostile forms, cookies and links."""
+"""The routes as urls.py wires them: HEAD wherever GET, and the set-password and
+password-reset pages against hostile forms, cookies and links."""
 
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core import mail
 from django.test import AsyncClient
 
 from asgi_project import urls
@@ -47,6 +48,8 @@ HEAD_PATHS = {
     "signup/": "/signup/",
     "account/set-password/done/": "/account/set-password/done/",
     "healthz": "/healthz",
+    "password-reset/": "/password-reset/",
+    "password-reset/done/": "/password-reset/done/",
 }
 SET_PASSWORD_ROUTE = "account/set-password/<uidb64>/<token>/"
 
@@ -162,3 +165,51 @@ async def test_a_forged_link_shows_the_expired_page(path: str) -> None:
     response = await AsyncClient().get(path, follow=True)
     assert response.status_code == 200
     assert b"This link has expired" in response.content
+
+
+def reset_form(token: str, email: str) -> bytes:
+    return f"csrfmiddlewaretoken={token}&email={email}".encode()
+
+
+async def test_a_password_reset_mails_a_link_on_site_url_that_opens_the_set_password_form(
+    settings: Any,
+) -> None:
+    await sync_to_async(User.objects.create_user)("owner@example.com", PASSWORD)
+    browser = AsyncClient(enforce_csrf_checks=True)
+    page = await browser.get("/password-reset/")
+    assert b"<h1>Forgot your password?</h1>" in page.content
+    body = reset_form(browser.cookies["csrftoken"].value, "owner@example.com")
+    response = await browser.post(
+        "/password-reset/", body, content_type=FORM, SERVER_NAME="localhost"
+    )
+    assert (response.status_code, response["Location"]) == (302, "/password-reset/done/")
+
+    (message,) = mail.outbox
+    assert (message.to, message.subject) == (["owner@example.com"], "Choose a new password")
+    (link,) = [word for word in message.body.split() if "/account/set-password/" in word]
+    assert link.startswith(f"{settings.SITE_URL}/account/set-password/")  # Not the Host sent.
+    assert (
+        message.alternatives[0].mimetype == "text/html" and link in message.alternatives[0].content
+    )
+    opened = await AsyncClient().get(link.removeprefix(settings.SITE_URL), follow=True)
+    assert b"<h1>Choose your password</h1>" in opened.content
+
+
+async def test_a_password_reset_without_its_csrf_token_is_refused() -> None:
+    await sync_to_async(User.objects.create_user)("owner@example.com", PASSWORD)
+    browser = AsyncClient(enforce_csrf_checks=True)
+    await browser.get("/password-reset/")
+    response = await browser.post(
+        "/password-reset/", reset_form("x" * 32, "owner@example.com"), content_type=FORM
+    )
+    assert response.status_code == 403
+    assert mail.outbox == []
+
+
+async def test_a_password_reset_for_an_unknown_address_looks_the_same() -> None:
+    browser = AsyncClient(enforce_csrf_checks=True)
+    await browser.get("/password-reset/")
+    body = reset_form(browser.cookies["csrftoken"].value, "nobody@example.com")
+    response = await browser.post("/password-reset/", body, content_type=FORM)
+    assert (response.status_code, response["Location"]) == (302, "/password-reset/done/")
+    assert mail.outbox == []

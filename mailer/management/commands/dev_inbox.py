@@ -63,9 +63,7 @@ class Command(BaseCommand):
     help = "Run a development SMTP inbox on loopback (never for production)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--port", type=int, default=settings.MAILERS["default"]["OPTIONS"]["port"]
-        )
+        parser.add_argument("--port", type=int, default=settings.MAILERS["smtp"]["OPTIONS"]["port"])
         parser.add_argument("--directory", default=str(settings.BASE_DIR / "var" / "inbox"))
 
     def handle(self, *args: Any, port: int, directory: str, **options: Any) -> None:
