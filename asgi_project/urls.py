@@ -5,7 +5,7 @@ from django.utils.decorators import decorator_from_middleware
 from django.views.decorators.csrf import csrf_protect
 from django.views.generic import RedirectView
 
-from background.views import healthz
+from background.views import healthz, metrics
 from signup.views import register_user
 
 # Only the set-password pages need a session (the reset view keeps the token
@@ -32,4 +32,5 @@ urlpatterns = [
         name="password_set_done",
     ),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -7,6 +7,7 @@ job id: a retry of the same job sends the same message.
 
 from django.tasks import TaskContext, task
 
+from asgi_project import metrics
 from background.database import task_threads
 
 from .messages import account_mail, delivery_mailbox, envelope_sender
@@ -18,7 +19,8 @@ async def _send_account_mail(context: TaskContext, template: str, subject: str, 
     message = await task_threads.run(account_mail, template, subject, email, context.task_result.id)
     if message is None:
         return False
-    await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
+    with metrics.timed_send(enqueued_at=context.task_result.enqueued_at):
+        await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
     return True
 
 

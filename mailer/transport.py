@@ -23,6 +23,8 @@ from typing import Any, Self
 import aiosmtplib
 from django.conf import settings
 
+from asgi_project.metrics import SMTP_CONNECTIONS_OPEN
+
 logger = logging.getLogger(__name__)
 
 
@@ -208,13 +210,14 @@ class SMTPTransport:
                 # duplicate, with the same Message-ID.)
                 pass
         elif client is not None:
-            client.close()
+            _hang_up(client)
         client = aiosmtplib.SMTP(**self._connect_options)
         try:
             await client.connect()
         except BaseException:
             client.close()
             raise
+        SMTP_CONNECTIONS_OPEN.inc()
         await _send_or_close(client, message, envelope)
         return client
 
@@ -258,7 +261,7 @@ class SMTPTransport:
         except Exception:
             pass  # The server may be gone already; hang up below either way.
         finally:
-            client.close()
+            _hang_up(client)
 
 
 async def _send_or_close(
@@ -269,8 +272,14 @@ async def _send_or_close(
     except BaseException:
         # After an error or a cancellation mid-command the session's state is
         # unknown: never reuse it.
-        client.close()
+        _hang_up(client)
         raise
+
+
+def _hang_up(client: aiosmtplib.SMTP) -> None:
+    """Close a connection that had been opened (and counted)."""
+    client.close()
+    SMTP_CONNECTIONS_OPEN.dec()
 
 
 # aiosmtplib connections belong to one event loop: one transport per loop.
