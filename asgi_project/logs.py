@@ -15,25 +15,21 @@ Filters for the one log handler (``LOGGING`` in settings.py), text or JSON:
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 
 _job_fields: ContextVar[dict[str, object] | None] = ContextVar("job_fields", default=None)
 
 
-@contextmanager
-def job_log_fields(**fields: object) -> Iterator[None]:
-    """Add ``fields`` to the lines logged in this block (this asyncio task, not its threads).
+def job_log_context(**fields: object) -> Context:
+    """A copy of the current context in which every line logged carries ``fields``.
 
-    Tasks created in the block copy the fields: a task that outlives the job
-    and serves others must be created with a context of its own.
+    For ``asyncio.create_task(..., context=...)``: the job's task, and tasks
+    it creates, log with them. A task that outlives the job and serves others
+    must be created with a context of its own.
     """
-    token = _job_fields.set(fields)
-    try:
-        yield
-    finally:
-        _job_fields.reset(token)
+    context = copy_context()
+    context.run(_job_fields.set, fields)
+    return context
 
 
 class JobFields(logging.Filter):

@@ -24,7 +24,7 @@ from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
 from asgi_project import metrics
-from asgi_project.logs import job_log_fields
+from asgi_project.logs import job_log_context
 
 from . import ledger
 from .database import DatabaseUnavailable, first_line, runner_threads
@@ -361,7 +361,10 @@ class JobRunner:
     # -- running one job ----------------------------------------------------
 
     def _start(self, job: Job) -> None:
-        job_task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        # Every line logged while the job runs (here, in Django's task signals,
+        # in the task itself) says which job and attempt it is about.
+        context = job_log_context(job_id=job.id, task=job.task_path, attempt=job.attempts)
+        job_task = asyncio.create_task(self._run(job), name=f"job-{job.id}", context=context)
         self._running[job_task] = job  # Strong reference until it is done.
         job_task.add_done_callback(self._on_done)
 
@@ -376,31 +379,25 @@ class JobRunner:
             self._wake.set()
 
     async def _run(self, job: Job) -> None:
-        # Every line logged while the job runs, here, in Django's task signals
-        # and in the task itself, says which job and attempt it is about.
-        with job_log_fields(job_id=job.id, task=job.task_path, attempt=job.attempts):
-            metrics.JOBS_STARTED.labels(job.task_path).inc()
-            try:
-                if job.attempts > self.config.max_attempts:
-                    raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
-                task = load_task(job.task_path)
-                result = task_result_for(job, task)
-                task_started.send(type(self), task_result=result)
-                if task.takes_context:
-                    context = TaskContext(task_result=result)
-                    value = await task.acall(context, *job.args, **job.kwargs)
-                else:
-                    value = await task.acall(*job.args, **job.kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                await self._record_failure(job, error)
+        metrics.JOBS_STARTED.labels(job.task_path).inc()
+        try:
+            if job.attempts > self.config.max_attempts:
+                raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
+            task = load_task(job.task_path)
+            result = task_result_for(job, task)
+            task_started.send(type(self), task_result=result)
+            if task.takes_context:
+                value = await task.acall(TaskContext(task_result=result), *job.args, **job.kwargs)
             else:
-                metrics.JOBS_SUCCEEDED.labels(job.task_path).inc()
-                await self._record(
-                    ledger.record_success, job, self.worker_id, normalize_json(value)
-                )
-                self._announce_finished(job)
+                value = await task.acall(*job.args, **job.kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            await self._record_failure(job, error)
+        else:
+            metrics.JOBS_SUCCEEDED.labels(job.task_path).inc()
+            await self._record(ledger.record_success, job, self.worker_id, normalize_json(value))
+            self._announce_finished(job)
 
     async def _record_failure(self, job: Job, error: Exception) -> None:
         retry_at = None

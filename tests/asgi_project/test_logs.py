@@ -9,7 +9,7 @@ import pytest
 from asgi_project.logs import (
     JobFields,
     RedactPrivateData,
-    job_log_fields,
+    job_log_context,
     redact,
     uvicorn_access_log_on,
 )
@@ -68,17 +68,23 @@ def test_the_handler_gets_a_clean_copy_and_other_handlers_the_original() -> None
     assert original.exc_info is not None
 
 
-async def test_lines_logged_while_a_job_runs_say_which_job() -> None:
+def test_lines_logged_while_a_job_runs_say_which_job() -> None:
     job_fields = JobFields()
-    outside = record("before")
-    job_fields.filter(outside)
-    with job_log_fields(job_id="j1", task="mailer.tasks.send_welcome_email", attempt=3):
-        inside = record("during", job_id="given")
-        job_fields.filter(inside)
+
+    def log(message: str, **extra: object) -> logging.LogRecord:
+        logged = record(message, **extra)
+        job_fields.filter(logged)
+        return logged
+
+    context = job_log_context(job_id="j1", task="mailer.tasks.send_welcome_email", attempt=3)
+    inside = context.run(log, "during")
+    given = context.run(log, "about another job", job_id="j2")
+    outside = log("after")
+    assert (inside.job_id, inside.task, inside.attempt) == (  # type: ignore[attr-defined]
+        "j1", "mailer.tasks.send_welcome_email", 3,
+    )  # fmt: skip
+    assert given.job_id == "j2"  # type: ignore[attr-defined]  # Given fields win.
     assert not hasattr(outside, "job_id")
-    # Given fields win (a line about another job says so itself).
-    fields = (inside.job_id, inside.task, inside.attempt)  # type: ignore[attr-defined]
-    assert fields == ("given", "mailer.tasks.send_welcome_email", 3)
 
 
 def test_uvicorn_no_access_log_is_kept() -> None:

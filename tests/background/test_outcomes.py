@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.tasks import TaskResultStatus
 
-from asgi_project.logs import JobFields, job_log_fields
+from asgi_project.logs import JobFields, job_log_context
 from background import ledger, outcomes
 from background.database import DatabaseUnavailable, runner_threads
 from background.models import Job
@@ -101,11 +101,10 @@ async def test_the_writer_does_not_log_as_the_job_whose_outcome_started_it(
             raise DatabaseUnavailable("connection refused")
 
     writer = OutcomeWriter(recording(batches, database_away_once))
-    with (
-        log_records("background.outcomes", JobFields()) as records,
-        job_log_fields(job_id=job.id, task=job.task_path, attempt=1),
-    ):
-        assert await writer.write(ledger.record_success, job, WORKER, True)
+    context = job_log_context(job_id=job.id, task=job.task_path, attempt=1)
+    write = writer.write(ledger.record_success, job, WORKER, True)
+    with log_records("background.outcomes", JobFields()) as records:
+        assert await asyncio.create_task(write, context=context)  # As the runner runs a job.
     [failure, recovery] = records
     assert failure.getMessage().startswith("Could not write 1 job outcome(s)")
     assert failure.reason == "DatabaseUnavailable: connection refused"  # type: ignore[attr-defined]
