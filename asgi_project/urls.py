@@ -6,7 +6,7 @@ from django.utils.decorators import decorator_from_middleware
 from django.views.decorators.csrf import csrf_protect
 from django.views.generic import RedirectView
 
-from background.views import healthz
+from background.views import healthz, metrics
 from signup.forms import PasswordResetForm
 from signup.views import register_user
 
@@ -53,4 +53,5 @@ urlpatterns = [
         name="password_reset_done",
     ),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
 ]

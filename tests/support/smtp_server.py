@@ -25,7 +25,9 @@ class Received:
 
 class SMTPTestServer:
     """Accepts mail with an optional delay; ``script`` makes the next DATA commands
-    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall").
+    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall");
+    ``refuse_recipients`` makes the next RCPT commands answer with the given
+    replies, where ``{address}`` stands for the recipient, as real servers quote it.
     ``smtputf8=False`` makes it a server that does not offer SMTPUTF8."""
 
     def __init__(
@@ -37,6 +39,7 @@ class SMTPTestServer:
         self.data_commands = 0
         self.quits = 0  # sessions the client ended with QUIT
         self._script: list[str] = []
+        self._recipient_replies: list[str] = []
         self._lock = threading.Lock()
         self._controller = Controller(
             self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
@@ -52,6 +55,20 @@ class SMTPTestServer:
     def script(self, *actions: str) -> None:
         with self._lock:
             self._script.extend(actions)
+
+    def refuse_recipients(self, *replies: str) -> None:
+        with self._lock:
+            self._recipient_replies.extend(replies)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self._lock:
+            reply = self._recipient_replies.pop(0) if self._recipient_replies else None
+        if reply is not None:
+            return reply.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
