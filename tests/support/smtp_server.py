@@ -123,6 +123,15 @@ class SMTPTestServer:
             time.sleep(0.05)
         raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.received)}")
 
+    def wait_for_recipients(self, expected: set[str], timeout: float = 20.0) -> None:
+        """Wait until each of ``expected`` got a mail (duplicates do not count twice)."""
+        deadline = time.monotonic() + timeout
+        while not expected <= set(self.recipients()):
+            if time.monotonic() > deadline:
+                missing = sorted(expected - set(self.recipients()))
+                raise AssertionError(f"no mail within {timeout}s for {missing}")
+            time.sleep(0.05)
+
     async def until(self, count: int, timeout: float = 20.0) -> list[Received]:
         """``wait_for`` for async tests: polls without blocking the event loop."""
         deadline = time.monotonic() + timeout
