@@ -118,3 +118,27 @@ def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
         in (short.stderr.strip().splitlines()[-1])
     )
     assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
+
+
+def test_tasks_backend_is_one_of_three() -> None:
+    wrong = in_fresh_process(READ_SETTINGS, {"DEBUG": "1", "TASKS_BACKEND": "rq"})
+    assert wrong.returncode != 0
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        """TASKS_BACKEND must be "ledger", "celery" or "django-q2", not 'rq'."""
+    )
+
+
+def test_celery_keeps_results_in_its_broker_unless_told_otherwise() -> None:
+    show = [
+        "-c",
+        "from asgi_project import settings as s; "
+        "print(s.TASKS['default']['BACKEND'], s.CELERY_RESULT_BACKEND, s.CELERY_RESULT_EXPIRES)",
+    ]
+    broker = "redis://queue.internal:6379/3"
+    env = {"DEBUG": "1", "TASKS_BACKEND": "celery", "CELERY_BROKER_URL": broker}
+    same = in_fresh_process(show, {**env, "TASKS_RESULT_RETENTION": "2h"})
+    assert same.stdout.split() == ["django_tasks_celery.CeleryBackend", broker, "2:00:00"]
+    results = "redis://results.internal:6379/4"
+    other = in_fresh_process(show, {**env, "CELERY_RESULT_BACKEND": results})
+    assert other.stdout.split()[1] == results, other.stderr
