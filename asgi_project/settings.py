@@ -308,9 +308,9 @@ elif TASKS_BACKEND == "celery":
 elif TASKS_BACKEND == "django-q2":
     INSTALLED_APPS.append("django_q")
     TASKS = {"default": {"BACKEND": "background.django_q2.DjangoQ2Backend"}}
-    # A mail job's send takes at most 3x the SMTP timeout (mailer/transport.py);
-    # the rest is a database read or two.
-    job_timeout = int(3 * MAILERS["default"]["OPTIONS"]["timeout"]) + 10
+    # A mail job's send takes at most 3x EMAIL_TIMEOUT (read as for MAILERS,
+    # mailer/transport.py); the rest is a database read or two.
+    job_timeout = int(3 * env_number("EMAIL_TIMEOUT", 10, minimum=0.1)) + 10
     Q_CLUSTER = {
         "name": "signup",
         # The broker is a table in the service's own database: no other

@@ -1,11 +1,12 @@
 """The ``TASKS`` backend that hands jobs to a Django Q2 cluster (``manage.py qcluster``).
 
-No maintained ``django.tasks`` backend for Django Q2 exists (django-q2 1.11.1
-has none), so this adapter is one: ``enqueue`` queues ``run_task`` with the
-task's path and arguments through Django Q2's ``async_task``, and a cluster
-worker runs it like any Django Q2 job. Django Q2 keeps the results
-(``django_q.Task``), which ``get_result`` reads. Needs
-``requirements-django-q2.txt`` and ``django_q`` in ``INSTALLED_APPS``.
+No released ``django.tasks`` backend for Django Q2 exists (django-q2 1.11.1
+has none; its pull request #315 for one is open), so this adapter is one:
+``enqueue`` queues ``run_task`` with the task's path and arguments through
+Django Q2's ``async_task``, and a cluster worker runs it like any Django Q2
+job. Django Q2 keeps the results (``django_q.Task``), which ``get_result``
+reads. Needs ``requirements-django-q2.txt`` and ``django_q`` in
+``INSTALLED_APPS`` (``TASKS_BACKEND=django-q2`` adds it).
 
 The job id is Django Q2's task id: the task's context carries it (the mail's
 Message-ID comes from it), and a job Django Q2 runs again keeps it.
@@ -170,8 +171,9 @@ def run_task(path: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         object.__setattr__(result, "finished_at", timezone.now())
         task_finished.send(DjangoQ2Backend, task_result=result)
         raise
+    value = normalize_json(value)  # What Django Q2 stores, and get_result() returns.
     object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
     object.__setattr__(result, "finished_at", timezone.now())
-    object.__setattr__(result, "_return_value", normalize_json(value))
+    object.__setattr__(result, "_return_value", value)
     task_finished.send(DjangoQ2Backend, task_result=result)
-    return normalize_json(value)
+    return value
