@@ -4,6 +4,7 @@ Defaults are safe for development (SQLite file, local SMTP inbox on port 1025);
 production values that have no safe default (SECRET_KEY, SITE_URL) must be given.
 """
 
+import importlib.util
 import os
 import re
 from datetime import timedelta
@@ -57,6 +58,12 @@ def env_duration(name: str, default: str) -> timedelta | None:
         )
     seconds = int(match[1]) * DURATION_UNITS[match[2]]
     return timedelta(seconds=seconds) if seconds else None
+
+
+def require_installed(module: str, requirements: str) -> None:
+    """Name the requirements file to install when a TASKS_BACKEND's package is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise ImproperlyConfigured(f"{module} is not installed: pip install -r {requirements}")
 
 
 def site_url(raw: str) -> str:
@@ -286,6 +293,7 @@ if TASKS_BACKEND == "ledger":
         }
     }
 elif TASKS_BACKEND == "celery":
+    require_installed("django_tasks_celery", "requirements-celery.txt")
     TASKS = {
         "default": {
             "BACKEND": "django_tasks_celery.CeleryBackend",
@@ -306,6 +314,7 @@ elif TASKS_BACKEND == "celery":
     CELERY_TASK_ACKS_LATE = True
     CELERY_TASK_REJECT_ON_WORKER_LOST = True
 elif TASKS_BACKEND == "django-q2":
+    require_installed("django_q", "requirements-django-q2.txt")
     INSTALLED_APPS.append("django_q")
     TASKS = {"default": {"BACKEND": "background.django_q2.DjangoQ2Backend"}}
     # A mail job's send takes at most 3x EMAIL_TIMEOUT (read as for MAILERS,

@@ -142,3 +142,22 @@ def test_celery_keeps_results_in_its_broker_unless_told_otherwise() -> None:
     results = "redis://results.internal:6379/4"
     other = in_fresh_process(show, {**env, "CELERY_RESULT_BACKEND": results})
     assert other.stdout.split()[1] == results, other.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "requirements"),
+    [
+        ("celery", "django_tasks_celery", "requirements-celery.txt"),
+        ("django-q2", "django_q", "requirements-django-q2.txt"),
+    ],
+)
+def test_a_backend_without_its_package_names_the_requirements_file(
+    backend: str, module: str, requirements: str
+) -> None:
+    # As if the package were not installed.
+    hide = ["-c", f"import sys; sys.modules[{module!r}] = None; import asgi_project.settings"]
+    missing = in_fresh_process(hide, {"DEBUG": "1", "TASKS_BACKEND": backend})
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        f"{module} is not installed: pip install -r {requirements}"
+    )
