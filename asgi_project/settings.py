@@ -4,6 +4,7 @@ Defaults are safe for development (SQLite file, local SMTP inbox on port 1025);
 production values that have no safe default (SECRET_KEY, SITE_URL) must be given.
 """
 
+import importlib.util
 import os
 import re
 from datetime import timedelta
@@ -60,6 +61,12 @@ def env_duration(name: str, default: str) -> timedelta | None:
         )
     seconds = int(match[1]) * DURATION_UNITS[match[2]]
     return timedelta(seconds=seconds) if seconds else None
+
+
+def require_installed(module: str, requirements: str) -> None:
+    """Name the requirements file to install when a TASKS_BACKEND's package is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise ImproperlyConfigured(f"{module} is not installed: pip install -r {requirements}")
 
 
 def site_url(raw: str) -> str:
@@ -271,29 +278,81 @@ SERVER_EMAIL = os.environ.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 # the SMTP server offers SMTPUTF8: a mail it cannot take fails at once.
 EMAIL_SMTPUTF8 = env_bool("EMAIL_SMTPUTF8", False)
 
-# Background jobs: the ledger backend keeps every job in the database and the
-# in-process runner sends them from the ASGI server's event loop.
-TASKS = {
-    "default": {
-        "BACKEND": "background.backend.LedgerBackend",
-        "OPTIONS": {
-            # Jobs in flight per process. A mail job mostly waits on SMTP, so
-            # with a slow relay this, with EMAIL_POOL_MAX, sets the mail rate:
-            # 16 jobs at 2 s per mail is 8 mails/s, 64 is 32. Kept at 16: at 64
-            # the extra mail work on the event loop raised signup p99 at 50
-            # req/s with a 2 s relay from ~55 ms to 116-374 ms (README).
-            "CONCURRENCY": env_int("TASKS_CONCURRENCY", 16, minimum=1),
-            "MAX_ATTEMPTS": env_int("TASKS_MAX_ATTEMPTS", 20, minimum=1),
-            "RETRY_BASE_DELAY": env_number("TASKS_RETRY_BASE_DELAY", 2, minimum=0),
-            "RETRY_MAX_DELAY": env_number("TASKS_RETRY_MAX_DELAY", 3600, minimum=0),
-            "LEASE_SECONDS": env_number("TASKS_LEASE_SECONDS", 60, minimum=1),
-            "POLL_INTERVAL": env_number("TASKS_POLL_INTERVAL", 2, minimum=0.05),
-            "DRAIN_TIMEOUT": env_number("TASKS_DRAIN_TIMEOUT", 20, minimum=0),
-            "HOUSEKEEPING_INTERVAL": env_number("TASKS_HOUSEKEEPING_INTERVAL", 300, minimum=1),
-            "WAKEUP": env_bool("TASKS_WAKEUP", True),
-        },
+# Retention, applied by the runner in small batches (background/housekeeping.py):
+# finished jobs (SUCCESSFUL or FAILED) are deleted this long after they finished.
+TASKS_RESULT_RETENTION = env_duration("TASKS_RESULT_RETENTION", "3d")
+
+# Which system runs the jobs. "ledger": the ledger backend keeps every job in
+# the database and the in-process runner sends them from the ASGI server's
+# event loop. "celery" and "django-q2" hand them to that system's workers
+# (optional requirements files; README, "Moving the jobs to Celery or Django Q2").
+TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "ledger")
+if TASKS_BACKEND == "ledger":
+    TASKS = {
+        "default": {
+            "BACKEND": "background.backend.LedgerBackend",
+            "OPTIONS": {
+                # Jobs in flight per process. A mail job mostly waits on SMTP, so
+                # with a slow relay this, with EMAIL_POOL_MAX, sets the mail rate:
+                # 16 jobs at 2 s per mail is 8 mails/s, 64 is 32. Kept at 16: at 64
+                # the extra mail work on the event loop raised signup p99 at 50
+                # req/s with a 2 s relay from ~55 ms to 116-374 ms (README).
+                "CONCURRENCY": env_int("TASKS_CONCURRENCY", 16, minimum=1),
+                "MAX_ATTEMPTS": env_int("TASKS_MAX_ATTEMPTS", 20, minimum=1),
+                "RETRY_BASE_DELAY": env_number("TASKS_RETRY_BASE_DELAY", 2, minimum=0),
+                "RETRY_MAX_DELAY": env_number("TASKS_RETRY_MAX_DELAY", 3600, minimum=0),
+                "LEASE_SECONDS": env_number("TASKS_LEASE_SECONDS", 60, minimum=1),
+                "POLL_INTERVAL": env_number("TASKS_POLL_INTERVAL", 2, minimum=0.05),
+                "DRAIN_TIMEOUT": env_number("TASKS_DRAIN_TIMEOUT", 20, minimum=0),
+                "HOUSEKEEPING_INTERVAL": env_number("TASKS_HOUSEKEEPING_INTERVAL", 300, minimum=1),
+                "WAKEUP": env_bool("TASKS_WAKEUP", True),
+            },
+        }
     }
-}
+elif TASKS_BACKEND == "celery":
+    require_installed("django_tasks_celery", "requirements-celery.txt")
+    TASKS = {
+        "default": {
+            "BACKEND": "django_tasks_celery.CeleryBackend",
+            "OPTIONS": {"CELERY_APP": "asgi_project.celery.app"},
+        }
+    }
+    # Read by the Celery app (asgi_project/celery.py), Celery's CELERY_ namespace.
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    # get_result() reads the results here. Extended results carry the task's
+    # name, which it needs to find the task; kept as long as the ledger's.
+    CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or CELERY_BROKER_URL
+    CELERY_RESULT_EXTENDED = True
+    CELERY_RESULT_EXPIRES = TASKS_RESULT_RETENTION
+    # Deployments (or test runs) sharing one broker each need their own queue.
+    CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
+    # A job is acknowledged once it ran, so one whose worker process died is
+    # run again instead of lost.
+    CELERY_TASK_ACKS_LATE = True
+    CELERY_TASK_REJECT_ON_WORKER_LOST = True
+elif TASKS_BACKEND == "django-q2":
+    require_installed("django_q", "requirements-django-q2.txt")
+    INSTALLED_APPS.append("django_q")
+    TASKS = {"default": {"BACKEND": "background.django_q2.DjangoQ2Backend"}}
+    # A mail job's send takes at most 3x EMAIL_TIMEOUT (read as for MAILERS,
+    # mailer/transport.py); the rest is a database read or two.
+    job_timeout = int(3 * env_number("EMAIL_TIMEOUT", 10, minimum=0.1)) + 10
+    Q_CLUSTER = {
+        "name": "signup",
+        # The broker is a table in the service's own database: no other
+        # service, and a job queued in the signup's transaction commits or
+        # rolls back with it, as in the ledger.
+        "orm": "default",
+        "timeout": job_timeout,
+        # Seconds after which a job that failed, or whose worker died, runs
+        # again; longer than a job may take, or it would run twice at once.
+        "retry": job_timeout + 30,
+        "max_attempts": env_int("TASKS_MAX_ATTEMPTS", 20, minimum=1),
+    }
+else:
+    raise ImproperlyConfigured(
+        f'TASKS_BACKEND must be "ledger", "celery" or "django-q2", not {TASKS_BACKEND!r}.'
+    )
 
 # Bearer token that makes /healthz include job counts by status; empty: never.
 HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
@@ -301,9 +360,6 @@ HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
 # (prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself: asgi_project/metrics.py.)
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
-# Retention, applied by the runner in small batches (background/housekeeping.py):
-# finished jobs (SUCCESSFUL or FAILED) are deleted this long after they finished.
-TASKS_RESULT_RETENTION = env_duration("TASKS_RESULT_RETENTION", "3d")
 # Accounts whose owner never chose a password are deleted this long after
 # signing up. Not shorter than the set-password link's lifetime, or a link
 # could outlive its account.

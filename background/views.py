@@ -5,11 +5,13 @@ import hmac
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.views.decorators.http import require_safe
 
 from asgi_project import metrics as service_metrics
 
 from . import ledger
+from .backend import LedgerBackend
 from .database import DatabaseUnavailable, request_threads
 from .runner import active_runner
 
@@ -33,14 +35,19 @@ def _carries_token(request: HttpRequest, token: str) -> bool:
 async def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database answers and the runner sweeps; 503 otherwise.
 
-    Job counts by status only for an operator (``HEALTHZ_TOKEN``): they tell
-    the public how busy the service is.
+    Which ``TASKS`` backend runs the jobs, and the ledger's job counts by
+    status where it is that backend, only for an operator (``HEALTHZ_TOKEN``):
+    they tell the public how the service is built and how busy it is.
     """
     body: dict[str, object] = {}
     operator = _carries_token(request, settings.HEALTHZ_TOKEN)
+    backend = task_backends[DEFAULT_TASK_BACKEND_ALIAS]
+    if operator:
+        body["task_backend"] = type(backend).__name__
     try:
         # Counting every job is for operators; the public gets a one-row read.
-        if operator:
+        # Under another backend the ledger stays empty: no counts, not zeros.
+        if operator and isinstance(backend, LedgerBackend):
             body["jobs"] = await request_threads.run(ledger.count_jobs_by_status)
         else:
             await request_threads.run(ledger.check_ledger)

@@ -221,3 +221,46 @@ def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer() -> None:
         "mailer.outbox.OutboxBackend relay.example.com 587 "
         "['ops@example.com', 'oncall@example.com'] Shop <shop@example.com>"
     ), result.stderr
+
+
+def test_tasks_backend_is_one_of_three() -> None:
+    wrong = in_fresh_process(READ_SETTINGS, {"DEBUG": "1", "TASKS_BACKEND": "rq"})
+    assert wrong.returncode != 0
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        """TASKS_BACKEND must be "ledger", "celery" or "django-q2", not 'rq'."""
+    )
+
+
+def test_celery_keeps_results_in_its_broker_unless_told_otherwise() -> None:
+    show = [
+        "-c",
+        "from asgi_project import settings as s; "
+        "print(s.TASKS['default']['BACKEND'], s.CELERY_RESULT_BACKEND, s.CELERY_RESULT_EXPIRES)",
+    ]
+    broker = "redis://queue.internal:6379/3"
+    env = {"DEBUG": "1", "TASKS_BACKEND": "celery", "CELERY_BROKER_URL": broker}
+    same = in_fresh_process(show, {**env, "TASKS_RESULT_RETENTION": "2h"})
+    assert same.stdout.split() == ["django_tasks_celery.CeleryBackend", broker, "2:00:00"]
+    results = "redis://results.internal:6379/4"
+    other = in_fresh_process(show, {**env, "CELERY_RESULT_BACKEND": results})
+    assert other.stdout.split()[1] == results, other.stderr
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "requirements"),
+    [
+        ("celery", "django_tasks_celery", "requirements-celery.txt"),
+        ("django-q2", "django_q", "requirements-django-q2.txt"),
+    ],
+)
+def test_a_backend_without_its_package_names_the_requirements_file(
+    backend: str, module: str, requirements: str
+) -> None:
+    # As if the package were not installed.
+    hide = ["-c", f"import sys; sys.modules[{module!r}] = None; import asgi_project.settings"]
+    missing = in_fresh_process(hide, {"DEBUG": "1", "TASKS_BACKEND": backend})
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        f"{module} is not installed: pip install -r {requirements}"
+    )
