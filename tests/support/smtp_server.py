@@ -24,6 +24,8 @@ class Received:
 class SMTPTestServer:
     """Accepts mail with an optional delay; ``script`` makes the next DATA commands
     answer with a code ("451", "550"), hang up ("drop") or never answer ("stall").
+    ``refuse`` makes it refuse recipients for good at RCPT TO (550 5.1.1), as a
+    relay does for a mailbox it does not know, until ``accept``.
     ``smtputf8=False`` makes it a server that does not offer SMTPUTF8."""
 
     def __init__(
@@ -35,6 +37,7 @@ class SMTPTestServer:
         self.data_commands = 0
         self.quits = 0  # sessions the client ended with QUIT
         self._script: list[str] = []
+        self._refused: set[str] = set()
         self._lock = threading.Lock()
         self._controller = Controller(
             self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
@@ -50,6 +53,29 @@ class SMTPTestServer:
     def script(self, *actions: str) -> None:
         with self._lock:
             self._script.extend(actions)
+
+    def refuse(self, *recipients: str) -> None:
+        with self._lock:
+            self._refused.update(recipients)
+
+    def accept(self, *recipients: str) -> None:
+        with self._lock:
+            self._refused.difference_update(recipients)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        with self._lock:
+            refused = address in self._refused
+        if refused:
+            return f"550 5.1.1 <{address}>: mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
