@@ -137,10 +137,10 @@ class JobAdmin(admin.ModelAdmin):
         return job.run_after if job.status == ledger.READY else None
 
     @admin.display(description="last error")
-    def last_error(self, job: Job) -> str:
+    def last_error(self, job: Job) -> str | None:
         error = _last_error(job)
         if error is None:
-            return ""
+            return None
         reason = error_reason(error)
         if len(reason) > LISTED_REASON_CHARS:
             reason = reason[: LISTED_REASON_CHARS - 1] + "…"

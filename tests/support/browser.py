@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from selenium import webdriver
@@ -20,8 +19,6 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-T = TypeVar("T")
 
 
 @contextmanager
@@ -51,7 +48,7 @@ def headless_chromium(width: int = 1440, height: int = 900) -> Iterator[WebDrive
         driver.quit()
 
 
-def wait_until(condition: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+def wait_until[T](condition: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
     """``condition()``'s first truthy value; fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
