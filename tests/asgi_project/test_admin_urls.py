@@ -123,3 +123,27 @@ def test_admin_pages_may_load_the_admins_files_and_the_service_pages_may_not() -
     assert admin_page["X-Frame-Options"] == "DENY"
     signup_page = Client().get("/signup/")
     assert signup_page["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        pytest.param("GET", "/admin/background/job/a%00b/change/", {}, id="job-id-in-path"),
+        pytest.param("GET", "/admin/background/job/", {"q": "a\x00b"}, id="search"),
+        pytest.param("GET", "/admin/background/job/", {"status__exact\x00": "x"}, id="filter-name"),
+        pytest.param(
+            "POST",
+            "/admin/background/job/",
+            {"action": "run_again_now", "_selected_action": ["ok", "a\x00b"]},
+            id="selected-job",
+        ),
+    ],
+)
+def test_null_characters_get_400_not_a_database_error(
+    method: str, path: str, data: dict[str, Any]
+) -> None:
+    browser = Client()
+    browser.force_login(User.objects.create_superuser(OPERATOR, PASSWORD))
+    response = browser.get(path, data) if method == "GET" else browser.post(path, data)
+    assert response.status_code == 400
+    assert response.content == b"Null characters are not allowed."
