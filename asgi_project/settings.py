@@ -226,13 +226,22 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 
-# Mail. The environment uses Django's classic EMAIL_* names; Django 6.1 wants
-# them in MAILERS, which both django.core.mail and our async transport read.
-# EMAIL_USE_TLS is STARTTLS, EMAIL_USE_SSL implicit TLS.
+# Mail. Two mailers (Django 6.1's MAILERS):
+# - "default", what all of Django's mail uses (send_mail, EmailMessage.send,
+#   mail_admins, the password-reset view): mailer/outbox.py queues each
+#   message as a job, with the caller's transaction, and returns at once.
+# - "smtp", the relay. The runner's pooled transport (mailer/transport.py)
+#   connects with its OPTIONS, never through django.core.mail, so a queued
+#   message cannot loop back into the queue. send_mail(..., using="smtp")
+#   still sends inline through Django's SMTP backend, for the rare caller
+#   that must know the relay took it.
+# The environment keeps Django's classic EMAIL_* names. EMAIL_USE_TLS is
+# STARTTLS, EMAIL_USE_SSL implicit TLS.
 if env_bool("EMAIL_USE_TLS", False) and env_bool("EMAIL_USE_SSL", False):
     raise ImproperlyConfigured("Set at most one of EMAIL_USE_TLS and EMAIL_USE_SSL.")
 MAILERS = {
-    "default": {
+    "default": {"BACKEND": "mailer.outbox.OutboxBackend"},
+    "smtp": {
         "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "OPTIONS": {
             "host": os.environ.get("EMAIL_HOST", "127.0.0.1"),
@@ -243,7 +252,7 @@ MAILERS = {
             "use_ssl": env_bool("EMAIL_USE_SSL", False),
             "timeout": env_number("EMAIL_TIMEOUT", 10, minimum=0.1),
         },
-    }
+    },
 }
 # The async transport's SMTP connections per process (mailer/transport.py).
 # Kept open once opened, however idle: enough for the mail of a steady trickle
@@ -265,6 +274,11 @@ if EMAIL_POOL_MAX < EMAIL_POOL_SIZE:
 # over short pauses.
 EMAIL_POOL_IDLE_TIMEOUT = env_number("EMAIL_POOL_IDLE_TIMEOUT", 30, minimum=0)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Signup <noreply@example.com>")
+# Who gets the reports of unhandled errors (mail_admins); empty: nobody. The
+# reports come from SERVER_EMAIL: Django's default, root@localhost, is an
+# address many relays refuse to send from.
+ADMINS = [address.strip() for address in os.environ.get("ADMINS", "").split(",") if address.strip()]
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 # Accept addresses with non-ASCII characters before the @ (RFC 6531). Only if
 # the SMTP server offers SMTPUTF8: a mail it cannot take fails at once.
 EMAIL_SMTPUTF8 = env_bool("EMAIL_SMTPUTF8", False)
@@ -320,11 +334,35 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Django's error reports to ADMINS (500s), queued through the outbox;
+        # one that cannot be queued is logged instead of failing the request.
+        "mail_admins": {
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+            "class": "mailer.error_reports.ErrorReportHandler",
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
+        # In place of Django's defaults for it (the same level, the same
+        # reports); its lines reach the console through the root logger only
+        # (Django's own console handler printed every warning twice with DEBUG).
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         # Django logs every task start and finish at INFO; one line per mail
-        # is noise at the rates this service runs.
-        "django.tasks": {"level": os.environ.get("TASKS_LOG_LEVEL", "WARNING")},
+        # is noise at the rates this service runs. Not passed on to the
+        # "django" logger, whose mail_admins handler would queue a mail about
+        # each failed job, and a report that failed would queue the next one.
+        "django.tasks": {
+            "level": os.environ.get("TASKS_LOG_LEVEL", "WARNING"),
+            "handlers": ["console"],
+            "propagate": False,
+        },
+        # aiosmtpd (the development inbox and the tests' SMTP servers) logs
+        # every SMTP command at INFO: noise in bin/dev, and half the quick
+        # tests' time spent capturing it.
+        "mail.log": {"level": "WARNING"},
     },
 }

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.urls import path, reverse_lazy
@@ -7,6 +8,7 @@ from django.views.generic import RedirectView
 
 from asgi_project.admin_urls import admin_urls
 from background.views import healthz
+from signup.forms import PasswordResetForm
 from signup.views import register_user
 
 # Only the set-password pages need a session (the reset view keeps the token
@@ -33,6 +35,25 @@ urlpatterns = [
         "account/set-password/done/",
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_set_done",
+    ),
+    # Django's own view (CSRF protected, no session needed); its mail goes
+    # through Django's mail API, so through the outbox (mailer/outbox.py).
+    # Links are built on SITE_URL, never on the request's Host.
+    path(
+        "password-reset/",
+        auth_views.PasswordResetView.as_view(
+            form_class=PasswordResetForm,
+            subject_template_name="mailer/password_reset_subject.txt",
+            email_template_name="mailer/password_reset.txt",
+            html_email_template_name="mailer/password_reset.html",
+            extra_email_context={"site_url": settings.SITE_URL},
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password-reset/done/",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
     ),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin_urls()),

@@ -47,6 +47,21 @@ def error_reason(error: dict[str, str]) -> str:
     return name or "unknown error"
 
 
+def recipients(job: Job) -> str | None:
+    """Where a mail job sends to, from its arguments (mailer/tasks.py).
+
+    Every task of this service is a mail: a message Django queued has a
+    ``recipients`` list (``send_stored_message``), an account's mail takes
+    the address first (``send_welcome_email``). Anything else has none.
+    """
+    listed = job.kwargs.get("recipients")
+    if isinstance(listed, list):
+        return ", ".join(str(address) for address in listed)
+    if job.args and isinstance(job.args[0], str):
+        return job.args[0]
+    return None
+
+
 def error_time(error: dict[str, str]) -> datetime | None:
     """When the error happened (``ledger.record_failure`` stamps it), if recorded."""
     stamp = error.get("failed_at")
@@ -88,8 +103,9 @@ class JobAdmin(admin.ModelAdmin):
         "last_error_at",
     )
     list_filter = ("status", TaskFilter)
-    # The id exactly; the address anywhere in the arguments' JSON text.
-    search_fields = ("=id", "args")
+    # The id exactly; an address in the arguments (as text: any part of it),
+    # or among a stored message's recipients, not in its base64 body.
+    search_fields = ("=id", "args", "kwargs__recipients")
     search_help_text = "A job's whole id, or (part of) an address."
     ordering = ("-enqueued_at",)
     list_per_page = 50
@@ -124,12 +140,8 @@ class JobAdmin(admin.ModelAdmin):
         return _short_task(job.task_path)
 
     @admin.display(description="recipient")
-    def recipient(self, job: Job) -> str:
-        # Every task of this service is a mail whose first argument is the
-        # address (mailer/tasks.py); anything else shows its arguments.
-        if len(job.args) == 1 and isinstance(job.args[0], str) and not job.kwargs:
-            return job.args[0]
-        return ", ".join([*map(repr, job.args), *(f"{k}={v!r}" for k, v in job.kwargs.items())])
+    def recipient(self, job: Job) -> str | None:
+        return recipients(job)
 
     @admin.display(description="next run", ordering="run_after")
     def next_run(self, job: Job) -> datetime | None:

@@ -51,6 +51,23 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached, or did not answer in time."""
 
 
+# The call this thread is running: set once its caller stopped waiting for it.
+_current_call = threading.local()
+
+
+def raise_if_abandoned() -> None:
+    """Call last inside a transaction: roll it back if its caller stopped waiting.
+
+    A request that waited ``DATABASE_TIMEOUT`` answers 503, but its call goes
+    on in its thread (a thread cannot be stopped) and, once a lock is freed,
+    would commit what the client was told failed. Checked just before the
+    commit, that leaves only a commit already under way when the answer went.
+    """
+    abandoned: threading.Event | None = getattr(_current_call, "abandoned", None)
+    if abandoned is not None and abandoned.is_set():
+        raise DatabaseUnavailable("the caller stopped waiting; rolled back")
+
+
 def _close_connections(*, only_unusable: bool) -> None:
     """Close this thread's connections (or only those that fail a liveness check)."""
     for connection in connections.all(initialized_only=True):
@@ -83,24 +100,32 @@ class DatabaseThreads:
         """Run sync ORM code (one whole transaction at most) on one of these threads.
 
         Raises ``DatabaseUnavailable`` if the database cannot be reached or
-        does not answer within ``DATABASE_TIMEOUT``; the call may still finish
-        in its thread after that (a signup answered 503 may have committed).
+        does not answer within ``DATABASE_TIMEOUT``. The call may still finish
+        in its thread after that; a transaction that ends with
+        ``raise_if_abandoned()`` then rolls back instead of committing.
         """
-        call = partial(self._call, func, *args, **kwargs)
+        abandoned = threading.Event()
+        call = partial(self._call, abandoned, func, *args, **kwargs)
         try:
             async with asyncio.timeout(settings.DATABASE_TIMEOUT):
                 return await asyncio.get_running_loop().run_in_executor(self._pool(), call)
         except TimeoutError:
+            abandoned.set()
             raise DatabaseUnavailable(f"no answer within {settings.DATABASE_TIMEOUT:g} s") from None
 
-    def _call[T](self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call[T](
+        self, abandoned: threading.Event, func: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
         """In a pool thread: check an idle connection, run ``func``, drop a broken connection."""
+        _current_call.abandoned = abandoned
         now = time.monotonic()
         if now - getattr(self._local, "last_used", now) > CHECK_AFTER_IDLE_SECONDS:
             _close_connections(only_unusable=True)
         self._local.last_used = now
         try:
             return func(*args, **kwargs)
+        except DatabaseUnavailable:
+            raise  # Rolled back by raise_if_abandoned(): the connection is fine.
         except (OperationalError, InterfaceError) as error:
             _close_connections(only_unusable=False)
             raise DatabaseUnavailable(first_line(error)) from error

@@ -4,7 +4,7 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from . import ledger
 from .database import DatabaseUnavailable, request_threads
@@ -23,7 +23,7 @@ def _is_operator(request: HttpRequest) -> bool:
     return bool(token) and hmac.compare_digest(given.encode(), token.encode())
 
 
-@require_GET
+@require_safe  # GET and HEAD
 async def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database answers and the runner sweeps; 503 otherwise.
 

@@ -5,10 +5,12 @@ that grows while mails wait for a connection and shrinks when they stop; on
 any other loop, such as the one a sync worker (``db_worker``, a
 Celery worker) makes for a single task, each send opens a connection and
 closes it with QUIT, since that loop and its connections would be abandoned
-when the task ends. Every SMTP operation is bounded by EMAIL_TIMEOUT and a
-whole send by three times that. Failures are raised as ``DeliveryError``
-saying whether trying again later can help; when to try again is the
-caller's business.
+when the task ends. It connects with the OPTIONS of ``MAILERS["smtp"]``
+(``RELAY_MAILER``), never through ``django.core.mail``, whose default mailer
+queues messages for this very transport (mailer/outbox.py). Every SMTP
+operation is bounded by EMAIL_TIMEOUT and a whole send by three times that.
+Failures are raised as ``DeliveryError`` saying whether trying again later
+can help; when to try again is the caller's business.
 """
 
 import asyncio
@@ -24,6 +26,10 @@ import aiosmtplib
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+
+# The MAILERS alias whose OPTIONS say how to reach the SMTP server. Not
+# "default": that one queues Django's mail as jobs this transport then sends.
+RELAY_MAILER = "smtp"
 
 
 class DeliveryError(Exception):
@@ -86,15 +92,32 @@ def classify(error: Exception) -> DeliveryError:
     )
 
 
+# A message object, or the finished bytes of one (RFC 5322, CRLF line endings),
+# sent exactly as they are.
+Mail = EmailMessage | Message | bytes
+
+
 @dataclass(frozen=True)
 class Envelope:
     sender: str
     recipients: tuple[str, ...]
 
-    async def send(self, client: aiosmtplib.SMTP, message: EmailMessage | Message) -> None:
-        # aiosmtplib asks for SMTPUTF8 when an address is not ASCII, and
-        # raises SMTPNotSupported if the server does not offer it.
-        await client.send_message(message, sender=self.sender, recipients=list(self.recipients))
+    async def send(self, client: aiosmtplib.SMTP, message: Mail) -> None:
+        if not isinstance(message, bytes):
+            # aiosmtplib asks for SMTPUTF8 when an address is not ASCII, and
+            # raises SMTPNotSupported if the server does not offer it.
+            await client.send_message(message, sender=self.sender, recipients=list(self.recipients))
+            return
+        # Bytes are not flattened again: declare what send_message would.
+        options = []
+        if not all(address.isascii() for address in (self.sender, *self.recipients)):
+            options.append("SMTPUTF8")
+        if not message.isascii():
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            if client.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
+        await client.sendmail(self.sender, list(self.recipients), message, mail_options=options)
 
 
 class SMTPTransport:
@@ -150,8 +173,8 @@ class SMTPTransport:
 
     @classmethod
     def from_settings(cls, *, keep_connections: bool = True) -> Self:
-        """Built from MAILERS["default"]["OPTIONS"], the SMTP settings Django's mail uses."""
-        options = settings.MAILERS["default"]["OPTIONS"]
+        """Built from MAILERS["smtp"]["OPTIONS"] (``RELAY_MAILER``), the SMTP server's settings."""
+        options = settings.MAILERS[RELAY_MAILER]["OPTIONS"]
         return cls(
             host=options["host"],
             port=options["port"],
@@ -166,9 +189,7 @@ class SMTPTransport:
             keep_connections=keep_connections,
         )
 
-    async def send(
-        self, message: EmailMessage | Message, *, sender: str, recipients: Sequence[str]
-    ) -> None:
+    async def send(self, message: Mail, *, sender: str, recipients: Sequence[str]) -> None:
         """Deliver ``message`` from ``sender`` to ``recipients`` (the envelope).
 
         The envelope is given, never derived from the headers: parsing a header
@@ -192,7 +213,7 @@ class SMTPTransport:
                 await self._quit(client)
 
     async def _deliver(
-        self, client: aiosmtplib.SMTP | None, message: EmailMessage | Message, envelope: Envelope
+        self, client: aiosmtplib.SMTP | None, message: Mail, envelope: Envelope
     ) -> aiosmtplib.SMTP:
         """Send on ``client`` if still connected, else on a new connection; returns the one used.
 
@@ -261,9 +282,7 @@ class SMTPTransport:
             client.close()
 
 
-async def _send_or_close(
-    client: aiosmtplib.SMTP, message: EmailMessage | Message, envelope: Envelope
-) -> None:
+async def _send_or_close(client: aiosmtplib.SMTP, message: Mail, envelope: Envelope) -> None:
     try:
         await envelope.send(client, message)
     except BaseException:

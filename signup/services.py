@@ -6,6 +6,7 @@ Plain sync ORM code (Django has no async transactions): the view runs
 
 from django.db import IntegrityError, transaction
 
+from background.database import raise_if_abandoned
 from background.enqueue import enqueue_with_transaction
 from mailer.tasks import send_existing_account_email, send_welcome_email
 
@@ -41,4 +42,6 @@ def register_address(email: str, client_ip: str) -> float | None:
         if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
             mail = send_welcome_email if created else send_existing_account_email
             enqueue_with_transaction(mail, email)
+        # A client answered 503 must not get an account and a mail anyway.
+        raise_if_abandoned()
     return None

@@ -116,9 +116,9 @@ async def signup_form(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt  # Checked by _check_csrf for form posts only.
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 async def register_user(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # The server sends no body for HEAD.
         return await signup_form(request)
 
     is_form = request.content_type in FORM_TYPES

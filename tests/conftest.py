@@ -13,9 +13,15 @@ PERMISSIONS_UID = "django.contrib.auth.management.create_permissions"
 
 
 def mailers_for(port: int, timeout: float = 2.0) -> dict[str, Any]:
+    """MAILERS as settings.py has them, with the relay at ``port``.
+
+    Django's test set-up replaces every mailer with its in-memory one; a test
+    that asks for a real SMTP server gets the real pair back.
+    """
     options = {"host": "127.0.0.1", "port": port, "timeout": timeout}
     return {
-        "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}
+        "default": {"BACKEND": "mailer.outbox.OutboxBackend"},
+        "smtp": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options},
     }
 
 

@@ -1,9 +1,12 @@
 """Settings read from the environment: production values without a safe default stop startup."""
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -118,3 +121,103 @@ def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
         in (short.stderr.strip().splitlines()[-1])
     )
     assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
+
+
+@pytest.mark.parametrize("debug", ["1", "0"])
+def test_each_warning_is_logged_once(debug: str) -> None:
+    # Django's default logging gives "django" a console handler of its own
+    # under DEBUG: bin/dev printed every django.* warning twice.
+    log = [
+        "-c",
+        "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'asgi_project.settings'; "
+        "import django, logging; django.setup(); "
+        "logging.getLogger('django.request').warning('a django warning'); "
+        "logging.getLogger('background.runner').warning('a service warning')",
+    ]
+    result = in_fresh_process(log, {"DEBUG": debug, "SITE_URL": "https://example.com"})
+    assert result.returncode == 0, result.stderr
+    # Each line after its date and time: "2026-11-26 00:39:47,846 WARNING ...".
+    assert [line.split(" ", 2)[2] for line in result.stderr.splitlines()] == [
+        "WARNING django.request: a django warning",
+        "WARNING background.runner: a service warning",
+    ]
+
+
+# What the service reads from the environment, and what the README's settings
+# table documents: the two must agree.
+SERVICE_CODE_SKIPS = {"tests", "bench"}  # Their variables are documented where they are run.
+ENV_READERS = {"os.environ.get", "os.getenv", "env_bool", "env_number", "env_int", "env_duration"}
+# Read by something other than the service's Python code.
+READ_ELSEWHERE = {"PORT": "the Procfile, bin/dev", "FORWARDED_ALLOW_IPS": "uvicorn"}
+
+
+def environment_names(source: str) -> set[str]:
+    """The variables a module reads: ``os.environ["X"]``, ``.get("X")``, ``env_int("X")``."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_READERS:
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.slice, ast.Constant)
+        ):
+            names.add(str(node.slice.value))
+    return names
+
+
+def service_modules() -> list[Path]:
+    modules = []
+    for entry in ROOT.iterdir():
+        if entry.name.startswith(".") or entry.name in SERVICE_CODE_SKIPS:
+            continue
+        modules += [entry] if entry.suffix == ".py" else sorted(entry.rglob("*.py"))
+    return modules
+
+
+def documented_settings() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Settings (environment variables)", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)}
+
+
+def test_every_variable_read_is_in_the_readme_settings_table() -> None:
+    read = {name for path in service_modules() for name in environment_names(path.read_text())}
+    assert {"SECRET_KEY", "SECURE_COOKIES", "EMAIL_PORT", "TASKS_LOG_LEVEL"} <= read  # Parsed.
+    assert read - documented_settings() == set(), "read but not in README.md's settings table"
+    assert documented_settings() - read - set(READ_ELSEWHERE) == set(), "documented, never read"
+
+
+def test_environment_names_finds_every_way_of_reading() -> None:
+    source = (
+        "import os\n"
+        "a = os.environ.get('A', '')\nb = os.environ['B']\nc = os.getenv('C')\n"
+        "d = env_int('D', 1, minimum=0)\ne = env_duration('E', '3d')\n"
+        "os.environ['NOT_READ'] = '1'\nos.environ.setdefault('NOT_READ_EITHER', '1')\n"
+    )
+    assert environment_names(source) == {"A", "B", "C", "D", "E"}
+
+
+def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer() -> None:
+    show = [
+        "-c",
+        "from asgi_project import settings as s; "
+        "print(s.MAILERS['default']['BACKEND'], s.MAILERS['smtp']['OPTIONS']['host'], "
+        "s.MAILERS['smtp']['OPTIONS']['port'], s.ADMINS, s.SERVER_EMAIL)",
+    ]
+    env = {
+        "DEBUG": "1",
+        "EMAIL_HOST": "relay.example.com",
+        "EMAIL_PORT": "587",
+        "ADMINS": "ops@example.com, oncall@example.com,",
+        "DEFAULT_FROM_EMAIL": "Shop <shop@example.com>",
+    }
+    result = in_fresh_process(show, env, unset=("SERVER_EMAIL",))
+    assert result.stdout.strip() == (
+        "mailer.outbox.OutboxBackend relay.example.com 587 "
+        "['ops@example.com', 'oncall@example.com'] Shop <shop@example.com>"
+    ), result.stderr

@@ -259,3 +259,20 @@ def test_an_errors_reason_is_its_exception_and_first_line(
 ) -> None:
     assert error_reason(error).startswith(reason)
     assert "\n" not in error_reason(error)
+
+
+def test_a_message_django_queued_is_listed_and_found_by_its_recipients(operator: Client) -> None:
+    stored = {"sender": "noreply@example.com", "recipients": ["ops@example.com", "b@example.com"]}
+    Job.objects.create(
+        id="stored-1",
+        task_path="mailer.tasks.send_stored_message",
+        kwargs=stored | {"message": "U3ViamVjdDogaGkKCmhp"},  # Base64, never shown in the list.
+        backend="default",
+        queue_name="default",
+    )
+    ledger_job("welcome-1", "ada@example.com")
+
+    (row,) = rows(operator.get(JOBS, {"q": "ops@example"}).content)
+    assert "send_stored_message ops@example.com, b@example.com 0" in row
+    assert "U3Vi" not in row
+    assert rows(operator.get(JOBS, {"q": "U3ViamVj"}).content) == []

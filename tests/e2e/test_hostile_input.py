@@ -228,6 +228,32 @@ def test_an_unreadable_form_gets_400_on_every_path(
     assert b"Malformed form data." in answer.body
 
 
+# HEAD: uvicorn, not Django, leaves out the body.
+
+
+@pytest.mark.parametrize("path", [b"/signup/", b"/healthz", b"/account/set-password/done/"])
+def test_head_gets_the_headers_of_get_and_no_body(service: ServiceProcess, path: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(request(b"HEAD", path))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += receive_more(sock)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        # The next answer on this connection starts right after the headers:
+        # body bytes sent for the HEAD would be read as its status line.
+        sock.sendall(request(b"GET", b"/healthz"))
+        after = read_answer(sock)
+    get = exchange(service, request(b"GET", path))
+    assert (head.split(b" ", 2)[1], rest, after.status) == (b"200", b"", 200)
+    assert get.status == 200 and get.body
+
+    def names(head: bytes) -> set[bytes]:  # Framing aside: a GET's body comes chunked.
+        names = {line.split(b":")[0].lower() for line in head.split(b"\r\n")[1:]}
+        return names - {b"transfer-encoding", b"content-length"}
+
+    assert names(head) == names(get.head)
+
+
 # Raw bytes and odd requests a browser never sends.
 
 LENGTH_2 = b"Content-Length: 2"

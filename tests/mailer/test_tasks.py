@@ -1,18 +1,22 @@
-"""The account mails through the runner: canonical envelope, undeliverable addresses fail once."""
+"""The mail tasks through the runner: canonical envelope, undeliverable addresses fail once."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core import mail
 from django.tasks import TaskResult, TaskResultStatus
 from django.test import override_settings
 
-from background.runner import JobRunner, RunnerConfig
-from mailer.tasks import send_welcome_email
+from background.models import Job
+from background.runner import JobRunner
+from mailer.outbox import stored_message
+from mailer.tasks import send_stored_message, send_welcome_email
 from signup.models import User
 from tests.conftest import mailers_for
+from tests.support.log_records import log_records
 from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,15 +29,6 @@ def plain_server() -> Iterator[SMTPTestServer]:
     with override_settings(MAILERS=mailers_for(server.port)):
         yield server
     server.stop()
-
-
-@pytest.fixture
-async def runner() -> AsyncIterator[JobRunner]:
-    config = RunnerConfig(concurrency=4, poll_interval=0.05, retry_base_delay=0.05, drain_timeout=5)
-    runner = JobRunner(config)
-    await runner.start()
-    yield runner
-    await runner.stop(drain_timeout=2)
 
 
 async def finished(result: TaskResult, timeout: float = 10.0) -> TaskResult:
@@ -98,3 +93,51 @@ async def test_a_non_ascii_mailbox_fails_once_smtputf8_is_turned_off(
     result = await finished(await welcome("josé@example.com"))
     assert (result.status, result.attempts) == (TaskResultStatus.FAILED, 1)
     assert smtp_server.data_commands == 0
+
+
+async def stored(*recipients: str) -> TaskResult:
+    """Queue a message to ``recipients`` as the outbox does."""
+    message = mail.EmailMessage("Hi", "Body", None, list(recipients))
+    return await send_stored_message.aenqueue(**stored_message(message))
+
+
+async def test_a_stored_message_goes_to_each_canonical_mailbox_once(
+    smtp_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    result = await finished(await stored('"ADA"@Example.com', "Ada@EXAMPLE.com", "b@example.com"))
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 2)
+    (received,) = smtp_server.received
+    assert received.recipients == ["ada@example.com", "b@example.com"]
+    # Only the envelope is canonical: the headers are the caller's, as stored.
+    assert received.message["To"] == "ADA@Example.com, Ada@EXAMPLE.com, b@example.com"
+
+
+async def test_undeliverable_recipients_are_left_out_and_counted_not_named(
+    smtp_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    with log_records("mailer.tasks") as records:
+        result = await finished(await stored("ok@example.com", "root@localhost", "x@[10.0.0.1]"))
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 1)
+    assert smtp_server.recipients() == ["ok@example.com"]
+    (record,) = records
+    assert record.getMessage().startswith("Stored message: 2 of 3 recipients left out (")
+    assert "localhost" not in record.getMessage() and "10.0.0.1" not in record.getMessage()
+
+
+async def test_a_stored_message_with_no_deliverable_recipient_fails_after_one_attempt(
+    smtp_server: SMTPTestServer, runner: JobRunner
+) -> None:
+    result = await finished(await stored("root@localhost"))
+    assert (result.status, result.attempts) == (TaskResultStatus.FAILED, 1)
+    assert "UndeliverableAddress" in result.errors[0].exception_class_path
+    assert smtp_server.data_commands == 0
+
+
+async def test_a_stored_message_goes_to_the_relay_never_back_into_the_outbox(
+    smtp_server: SMTPTestServer,
+) -> None:
+    # MAILERS["default"] is the outbox here (mailers_for): the task must not use it.
+    message = mail.EmailMessage("Hi", "Body", None, ["to@example.com"])
+    assert await send_stored_message.acall(**stored_message(message)) == 1
+    assert smtp_server.recipients() == ["to@example.com"]
+    assert not await Job.objects.aexists()

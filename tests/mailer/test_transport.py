@@ -3,6 +3,7 @@ the envelope, and the errors retrying cannot fix."""
 
 import asyncio
 from collections.abc import Iterator
+from email import policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -121,7 +122,7 @@ async def test_reconnects_after_the_server_dropped_an_idle_connection() -> None:
 
 
 async def test_pool_size_bounds_concurrent_connections() -> None:
-    server = SessionCountingServer(delay=0.1).start()
+    server = SessionCountingServer(delay=0.05).start()
     try:
         transport = SMTPTransport(
             host="127.0.0.1", port=server.port, timeout=5, min_connections=2, max_connections=2
@@ -186,13 +187,21 @@ async def test_the_envelope_goes_to_the_given_recipient_not_to_the_header(
     assert received.message["To"].addresses[0].addr_spec == "ADA@[127.0.0.1]"
 
 
+def as_given(message: EmailMessage, form: str) -> EmailMessage | bytes:
+    """The message object, or its finished bytes (as the outbox's jobs send them)."""
+    return message if form == "object" else message.as_bytes(policy=policy.SMTP)
+
+
+@pytest.mark.parametrize("form", ["object", "bytes"])
 async def test_a_non_ascii_mailbox_to_a_server_without_smtputf8_fails_permanently(
-    plain_server: SMTPTestServer,
+    plain_server: SMTPTestServer, form: str
 ) -> None:
     transport = transport_for(plain_server)
     with pytest.raises(DeliveryError) as failure:
         await transport.send(
-            mail("x@example.com"), sender="a@example.com", recipients=["josé@b.example"]
+            as_given(mail("x@example.com"), form),
+            sender="a@example.com",
+            recipients=["josé@b.example"],
         )
     assert failure.value.transient is False
     assert "SMTPUTF8" in str(failure.value)
@@ -202,13 +211,42 @@ async def test_a_non_ascii_mailbox_to_a_server_without_smtputf8_fails_permanentl
     assert plain_server.recipients() == ["ok@b.example"]
 
 
+@pytest.mark.parametrize("form", ["object", "bytes"])
 async def test_a_non_ascii_mailbox_arrives_where_smtputf8_is_offered(
-    smtp_server: SMTPTestServer,
+    smtp_server: SMTPTestServer, form: str
 ) -> None:
     await transport_for(smtp_server).send(
-        mail("x@example.com"), sender="a@example.com", recipients=["josé@b.example"]
+        as_given(mail("x@example.com"), form),
+        sender="a@example.com",
+        recipients=["josé@b.example"],
     )
     assert smtp_server.recipients() == ["josé@b.example"]
+    assert "SMTPUTF8" in smtp_server.received[0].mail_options
+
+
+async def test_bytes_are_sent_as_they_are(smtp_server: SMTPTestServer) -> None:
+    data = mail("x@example.com").as_bytes(policy=policy.SMTP)
+    await transport_for(smtp_server).send(
+        data, sender="a@example.com", recipients=["to@example.com"]
+    )
+    (received,) = smtp_server.received
+    assert received.data == data
+    assert "BODY=8BITMIME" not in received.mail_options  # 7-bit: nothing to declare.
+
+
+async def test_8bit_bytes_are_declared_to_a_server_offering_8bitmime(
+    smtp_server: SMTPTestServer,
+) -> None:
+    message = mail("x@example.com")
+    message.set_content("Grüße", cte="8bit")
+    data = message.as_bytes(policy=policy.SMTP)
+    assert not data.isascii()
+    await transport_for(smtp_server).send(
+        data, sender="a@example.com", recipients=["to@example.com"]
+    )
+    (received,) = smtp_server.received
+    assert received.data == data
+    assert "BODY=8BITMIME" in received.mail_options
 
 
 async def test_an_address_that_cannot_go_on_a_command_line_fails_permanently(

@@ -21,7 +21,7 @@ MIN, MAX = 2, 6
 @pytest.fixture
 def slow_server() -> Iterator[SessionCountingServer]:
     """Long enough per mail that concurrent sends overlap on a busy machine."""
-    server = SessionCountingServer(delay=0.3).start()
+    server = SessionCountingServer(delay=0.1).start()
     yield server
     server.stop()
 
@@ -65,7 +65,7 @@ async def test_the_pool_grows_past_its_minimum_to_its_maximum_and_reuses_its_con
     slow_server: SessionCountingServer,
 ) -> None:
     transport = pool_for(slow_server, idle_timeout=60)
-    first, second = addresses("first", 4 * MAX), addresses("second", 4 * MAX)
+    first, second = addresses("first", 2 * MAX), addresses("second", 2 * MAX)
     await send_all(transport, first)
     await send_all(transport, second)  # Well within the idle timeout: nothing closed between.
 
@@ -80,7 +80,7 @@ async def test_the_pool_grows_past_its_minimum_to_its_maximum_and_reuses_its_con
 async def test_connections_beyond_the_minimum_close_after_the_idle_timeout(
     slow_server: SessionCountingServer,
 ) -> None:
-    transport = pool_for(slow_server, idle_timeout=0.5)
+    transport = pool_for(slow_server, idle_timeout=0.25)
     burst = addresses("burst", 2 * MAX)
     await send_all(transport, burst)
     assert slow_server.most_open == MAX

@@ -1,11 +1,16 @@
 """The signup transaction (``signup.services.register_address``): all or nothing."""
 
+import asyncio
+import sqlite3
+import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.db import transaction
 
+from background.database import DatabaseUnavailable, request_threads
 from background.models import Job
 from mailer.tasks import send_welcome_email
 from signup.models import User
@@ -56,3 +61,36 @@ async def test_a_backend_outside_the_database_gets_the_job_after_the_commit(sett
 
     assert seen_inside == [0, 0]
     assert [result.args for result in backend.results] == [["committed@example.com"]]
+
+
+@pytest.mark.skipif(
+    django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3",
+    reason="holds SQLite's write lock from another connection",
+)
+async def test_a_signup_answered_503_commits_nothing_once_the_lock_is_freed(settings: Any) -> None:
+    # The call waits for the lock longer than its caller waits for the call
+    # (SQLite's busy timeout is the DATABASE_TIMEOUT the connection opened with).
+    settings.DATABASE_TIMEOUT = 0.3
+    outcome: list[BaseException | None] = []
+    finished = threading.Event()
+
+    def sign_up() -> None:
+        try:
+            register_address("answered-503@example.com", "127.0.0.1")
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+        finally:
+            finished.set()
+
+    locker = sqlite3.connect(django_settings.DATABASES["default"]["NAME"], isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # Another process holds the write lock.
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await request_threads.run(sign_up)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert await asyncio.to_thread(finished.wait, 10)  # The lock came; the call went on.
+    assert len(outcome) == 1 and isinstance(outcome[0], DatabaseUnavailable)
+    assert await nothing_written()

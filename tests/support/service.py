@@ -81,18 +81,30 @@ def postgres_database() -> Iterator[str]:
 
 
 class ServiceProcess:
-    """``uvicorn asgi_project.asgi:application`` in its own process group."""
+    """``uvicorn asgi_project.asgi:application`` in its own process group.
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 1) -> None:
-        self.env = env
+    ``command``, if given, starts the service instead (the Procfile's line,
+    ``bin/dev``), and is told its port in ``PORT``.
+    """
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        workers: int = 1,
+        *,
+        command: list[str] | None = None,
+    ) -> None:
         self.workers = workers
         self.port = free_port()
+        self.env = {**env, "PORT": str(self.port)} if command else env
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "ServiceProcess":
-        command = [
+        command = self.command or [
             sys.executable, "-m", "uvicorn", "asgi_project.asgi:application",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--lifespan", "on", "--workers", str(self.workers),

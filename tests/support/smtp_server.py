@@ -19,6 +19,8 @@ class Received:
     recipients: list[str]
     message: EmailMessage
     arrived_at: float  # time.monotonic()
+    data: bytes  # The DATA as the server got it (dot-unstuffed, CRLF line endings).
+    mail_options: list[str]  # Of MAIL FROM: SMTPUTF8, BODY=8BITMIME, SIZE.
 
 
 class SMTPTestServer:
@@ -75,6 +77,7 @@ class SMTPTestServer:
         if refused:
             return f"550 5.1.1 <{address}>: mailbox unavailable"
         envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -94,9 +97,18 @@ class SMTPTestServer:
         if server.transport is None or server.transport.is_closing():
             # The client gave up before our 250: it was never accepted.
             return "421 too late"
-        message = message_from_bytes(envelope.original_content or b"", policy=policy.default)
+        data = envelope.original_content or b""
+        message = message_from_bytes(data, policy=policy.default)
         with self._lock:
-            self.received.append(Received(list(envelope.rcpt_tos), message, time.monotonic()))  # type: ignore[arg-type]
+            self.received.append(
+                Received(
+                    list(envelope.rcpt_tos),
+                    message,  # type: ignore[arg-type]
+                    time.monotonic(),
+                    data,
+                    list(envelope.mail_options),
+                )
+            )
         return "250 OK"
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
