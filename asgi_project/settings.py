@@ -11,7 +11,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+import pythonjsonlogger.core
 from django.core.exceptions import ImproperlyConfigured
+
+from asgi_project.logs import uvicorn_access_log_on
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -309,6 +312,9 @@ TASKS = {
 
 # Bearer token that makes /healthz include job counts by status; empty: never.
 HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
+# Bearer token a Prometheus scraper sends for /metrics; empty: /metrics is not found.
+# (prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself: asgi_project/metrics.py.)
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # Retention, applied by the runner in small batches (background/housekeeping.py):
 # finished jobs (SUCCESSFUL or FAILED) are deleted this long after they finished.
@@ -330,13 +336,39 @@ if (
 SIGNUP_RATE_PER_IP = os.environ.get("SIGNUP_RATE_PER_IP", "20/m")
 MAIL_RATE_PER_ADDRESS = os.environ.get("MAIL_RATE_PER_ADDRESS", "3/h")
 
+# How log lines are written: "text" (readable, the default) or "json" (one
+# object per line, for a log shipper). Outside DEBUG, mail addresses and
+# set-password tokens are replaced in every line (asgi_project/logs.py).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f'LOG_FORMAT must be "text" or "json", not {LOG_FORMAT!r}.')
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"require_debug_false": {"()": "django.utils.log.RequireDebugFalse"}},
+    "filters": {
+        "job": {"()": "asgi_project.logs.JobFields"},
+        "private": {"()": "asgi_project.logs.RedactPrivateData"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "timestamp": "time",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "reserved_attrs": ["color_message", "request", *pythonjsonlogger.core.RESERVED_ATTRS],
+        },
+    },
+    # One handler, at the root, so every line (Django's, uvicorn's, ours) goes
+    # through the same filters and format.
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["job"] if DEBUG else ["job", "private"],
+        },
         # Django's error reports to ADMINS (500s), queued through the outbox;
         # one that cannot be queued is logged instead of failing the request.
         "mail_admins": {
@@ -348,9 +380,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # In place of Django's defaults for it (the same level, the same
-        # reports); its lines reach the console through the root logger only
-        # (Django's own console handler printed every warning twice with DEBUG).
-        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+        # reports): Django's own console handler printed every django.* line
+        # a second time with DEBUG; its lines reach the one handler at the root.
+        "django": {"handlers": ["mail_admins"], "level": "INFO", "propagate": True},
+        # uvicorn has configured its loggers before it imports this app: send
+        # them to the one handler, and keep the access log off if
+        # --no-access-log turned it off.
+        "uvicorn": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": uvicorn_access_log_on()},
         # Django logs every task start and finish at INFO; one line per mail
         # is noise at the rates this service runs. Not passed on to the
         # "django" logger, whose mail_admins handler would queue a mail about

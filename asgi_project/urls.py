@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.generic import RedirectView
 
 from asgi_project.admin_urls import admin_urls
-from background.views import healthz
+from background.views import healthz, metrics
 from signup.forms import PasswordResetForm
 from signup.views import register_user
 
@@ -56,5 +56,6 @@ urlpatterns = [
         name="password_reset_done",
     ),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin_urls()),
 ]

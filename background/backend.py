@@ -12,6 +12,8 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.json import normalize_json
 
+from asgi_project import metrics
+
 from . import ledger
 from . import runner as runner_module
 from .models import Job
@@ -67,6 +69,8 @@ class LedgerBackend(BaseTaskBackend):
                     # An idle runner in any process claims it now (PostgreSQL).
                     ledger.announce_due_jobs()
 
+        # Counted once committed: a rolled-back signup queued nothing.
+        transaction.on_commit(metrics.JOBS_ENQUEUED.labels(task.module_path).inc)
         result = task_result_for(job, task)
         task_enqueued.send(type(self), task_result=result)
         return result

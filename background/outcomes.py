@@ -9,6 +9,7 @@ many.
 """
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,7 +44,11 @@ class OutcomeWriter:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((write, args, future))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="job-outcomes")
+            # Its own context: it writes many jobs' outcomes, and must not log
+            # as the job whose write happened to start it (asgi_project/logs.py).
+            self._flusher = asyncio.create_task(
+                self._flush(), name="job-outcomes", context=contextvars.Context()
+            )
         return await future
 
     async def _flush(self) -> None:
@@ -66,6 +71,7 @@ class OutcomeWriter:
                         "Could not write %d job outcome(s) (%s); retrying until it works",
                         len(batch),
                         first_line(error),
+                        extra={"reason": first_line(error)},
                     )
                 await asyncio.sleep(RETRY_PAUSES[min(failures, len(RETRY_PAUSES) - 1)])
                 failures += 1

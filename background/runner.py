@@ -23,6 +23,9 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
+from asgi_project import metrics
+from asgi_project.logs import job_log_context
+
 from . import ledger
 from .database import DatabaseUnavailable, first_line, runner_threads
 from .housekeeping import run_housekeeping
@@ -186,6 +189,7 @@ class JobRunner:
                 "Could not release %d job(s) (%s); they run again when their leases run out",
                 len(job_ids),
                 first_line(error),
+                extra={"job_ids": job_ids, "reason": first_line(error)},
             )
 
     # -- jobs handed over in memory ----------------------------------------
@@ -286,6 +290,7 @@ class JobRunner:
                     next_heartbeat = time.monotonic() + heartbeat_every
                 await self._claim_ready_jobs()
             except Exception as error:
+                metrics.SWEEPS_FAILED.inc()
                 now = time.monotonic()
                 if not isinstance(error, DatabaseUnavailable):
                     logger.exception("Job sweep failed; trying again at the next poll")
@@ -301,6 +306,7 @@ class JobRunner:
                     logged_at = now
                 failing_since = failing_since or now
             else:
+                metrics.SWEEPS_OK.inc()
                 self.last_sweep_at = time.monotonic()
                 if failing_since is not None:
                     logger.warning(
@@ -365,7 +371,10 @@ class JobRunner:
     # -- running one job ----------------------------------------------------
 
     def _start(self, job: Job) -> None:
-        job_task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        # Every line logged while the job runs (here, in Django's task signals,
+        # in the task itself) says which job and attempt it is about.
+        context = job_log_context(job_id=job.id, task=job.task_path, attempt=job.attempts)
+        job_task = asyncio.create_task(self._run(job), name=f"job-{job.id}", context=context)
         self._running[job_task] = job  # Strong reference until it is done.
         job_task.add_done_callback(self._on_done)
 
@@ -380,6 +389,7 @@ class JobRunner:
             self._wake.set()
 
     async def _run(self, job: Job) -> None:
+        metrics.JOBS_STARTED.labels(job.task_path).inc()
         try:
             if job.attempts > self.config.max_attempts:
                 raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
@@ -395,6 +405,7 @@ class JobRunner:
         except Exception as error:
             await self._record_failure(job, error)
         else:
+            metrics.JOBS_SUCCEEDED.labels(job.task_path).inc()
             await self._record(ledger.record_success, job, self.worker_id, normalize_json(value))
             self._announce_finished(job)
 
@@ -407,13 +418,16 @@ class JobRunner:
                 cap=self.config.retry_max_delay,
             )
             retry_at = timezone.now() + timedelta(seconds=delay)
+        (metrics.JOBS_RETRIED if retry_at else metrics.JOBS_FAILED).labels(job.task_path).inc()
+        reason = first_line(error)
         logger.warning(
             "Job %s (%s) attempt %d failed: %s; %s",
             job.id,
             job.task_path,
             job.attempts,
-            first_line(error),
+            reason,
             f"retrying at {retry_at:%H:%M:%S}" if retry_at else "giving up",
+            extra={"reason": reason},
         )
         await self._record(
             ledger.record_failure, job, self.worker_id, _error_record(error), retry_at

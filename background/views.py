@@ -1,10 +1,13 @@
-"""``/healthz``: whether this process can take signups and deliver their mail."""
+"""The operator's endpoints: ``/healthz`` (can this process take signups and deliver
+their mail?) and ``/metrics`` (Prometheus)."""
 
 import hmac
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
+
+from asgi_project import metrics as service_metrics
 
 from . import ledger
 from .database import DatabaseUnavailable, request_threads
@@ -16,11 +19,14 @@ from .runner import active_runner
 STALLED_AFTER_POLLS = 5
 
 
-def _is_operator(request: HttpRequest) -> bool:
-    """Whether the request carries ``HEALTHZ_TOKEN`` as a bearer token."""
-    token = settings.HEALTHZ_TOKEN
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+def _carries_token(request: HttpRequest, token: str) -> bool:
+    """Whether the request carries ``token`` (non-empty) as ``Authorization: Bearer <token>``."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.encode(), token.encode())
+    )
 
 
 @require_safe  # GET and HEAD
@@ -31,7 +37,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     the public how busy the service is.
     """
     body: dict[str, object] = {}
-    operator = _is_operator(request)
+    operator = _carries_token(request, settings.HEALTHZ_TOKEN)
     try:
         # Counting every job is for operators; the public gets a one-row read.
         if operator:
@@ -48,3 +54,26 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         body["runner"] = "stalled" if runner.seconds_since_sweep() > limit else "ok"
     healthy = body["database"] == "ok" and body.get("runner", "ok") == "ok"
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@require_safe
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics for a scraper holding ``METRICS_TOKEN``.
+
+    Not found without the setting: nothing is exposed unless an operator
+    chose a token. 401 for a missing or wrong token, so a misconfigured
+    scraper says why. While the database is unavailable the scrape still
+    answers, with ``background_ledger_up 0`` and no ledger figures.
+    """
+    if not settings.METRICS_TOKEN:
+        raise Http404
+    if not _carries_token(request, settings.METRICS_TOKEN):
+        response = JsonResponse({"detail": "Bearer token required."}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    try:
+        backlog = await request_threads.run(ledger.backlog)
+    except DatabaseUnavailable:
+        backlog = None
+    body, content_type = service_metrics.exposition(backlog, request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)

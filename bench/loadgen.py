@@ -30,6 +30,7 @@ class LoadResult:
     seconds: float = 0.0  # until the last answer
     send_seconds: float = 0.0  # until the last request was sent
     max_send_lag: float = 0.0  # how late the client sent a request (a saturated client)
+    stopped_early: bool = False  # ``stop`` said the outcome was decided before the end
     statuses: Counter[str] = field(default_factory=Counter)
     client_cpu_seconds: float = 0.0
     histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, 120_000_000, 3))
@@ -42,6 +43,7 @@ class LoadResult:
             "answered_rate": round(self.sent / self.seconds, 1) if self.seconds else 0,
             "requests": self.sent,
             "seconds": round(self.seconds, 3),
+            "stopped_early": self.stopped_early,
             "max_send_lag_ms": round(self.max_send_lag * 1000, 2),
             "statuses": dict(self.statuses),
             "latency_ms": ms | {"max": self.histogram.get_max_value() / 1000},
@@ -63,8 +65,15 @@ async def open_loop(
     body: Callable[[int], dict[str, Any]],
     *,
     on_response: OnResponse | None = None,
+    stop: Callable[[], bool] | None = None,
     timeout: float = 60.0,
 ) -> LoadResult:
+    """Post ``rate`` requests a second for ``seconds``.
+
+    ``stop``, asked before each request, ends the load early when it returns
+    True (the answers so far already decide the outcome); the requests in
+    flight are still awaited.
+    """
     result = LoadResult(target_rate=rate)
     total = max(1, int(rate * seconds))
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
@@ -97,14 +106,18 @@ async def open_loop(
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if stop is not None and stop():
+                result.stopped_early = True
+                break
             task = asyncio.create_task(request(i, due))
+            result.sent += 1
             pending.add(task)
             task.add_done_callback(pending.discard)
-        # The last request is due at (total - 1) / rate: count its whole interval.
-        result.send_seconds = loop.time() - start + 1 / rate
+        # The last request sent was due at (sent - 1) / rate: count its whole
+        # interval (a stopped load is already at the next one's due time).
+        result.send_seconds = loop.time() - start + (0 if result.stopped_early else 1 / rate)
         await asyncio.gather(*pending)
         result.seconds = loop.time() - start
-        result.sent = total
         result.client_cpu_seconds = _cpu_seconds() - cpu_before
     return result
 

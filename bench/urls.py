@@ -1,4 +1,4 @@
-"""The product's URLs plus the harness's floor and foil views."""
+"""The product's URLs plus the harness's extra views (bench/views.py)."""
 
 from django.urls import path
 
@@ -9,6 +9,6 @@ from . import views
 urlpatterns = [
     *product_urlpatterns,
     path("bench/floor-hello/", views.floor_hello),
-    path("bench/floor-insert/", views.floor_insert),
+    path("bench/thread-insert/", views.thread_insert),
     path("bench/inline/", views.inline),
 ]

@@ -1,5 +1,8 @@
-"""The floor and foil scenarios: the product's validation, user model and mail code,
-with only the dispatch of the mail changed."""
+"""The harness's own views (``floor-hello``, ``extra-thread-insert``, ``inline``): the
+product's validation, user model and mail code, with only the dispatch of the mail changed.
+
+The ``floor`` scenario needs no view here: it is the product's view with ``TASKS``
+set to Django's ``DummyBackend`` (``bench/scenarios.py``)."""
 
 import json
 import uuid
@@ -55,8 +58,8 @@ async def floor_hello(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
-async def floor_insert(request: HttpRequest) -> HttpResponse:
-    """The database floor: validate and create the user, send nothing."""
+async def thread_insert(request: HttpRequest) -> HttpResponse:
+    """Validate and create the user on Django's thread-per-request path; send nothing."""
     _, problem = await _sign_up(request)
     return problem or JsonResponse({"detail": REGISTERED}, status=201)
 

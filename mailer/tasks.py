@@ -12,6 +12,7 @@ from base64 import b64decode
 
 from django.tasks import TaskContext, task
 
+from asgi_project import metrics
 from background.database import task_threads
 
 from .addresses import UndeliverableAddress
@@ -28,7 +29,8 @@ async def _send_account_mail(context: TaskContext, template: str, subject: str, 
     )
     if message is None:
         return False
-    await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
+    with metrics.timed_send(enqueued_at=context.task_result.enqueued_at):
+        await get_transport().send(message, sender=envelope_sender(), recipients=[recipient])
     return True
 
 

@@ -25,6 +25,8 @@ from typing import Any, Self
 import aiosmtplib
 from django.conf import settings
 
+from asgi_project.metrics import SMTP_CONNECTIONS_OPEN
+
 logger = logging.getLogger(__name__)
 
 # The MAILERS alias whose OPTIONS say how to reach the SMTP server. Not
@@ -229,13 +231,14 @@ class SMTPTransport:
                 # duplicate, with the same Message-ID.)
                 pass
         elif client is not None:
-            client.close()
+            _hang_up(client)
         client = aiosmtplib.SMTP(**self._connect_options)
         try:
             await client.connect()
         except BaseException:
             client.close()
             raise
+        SMTP_CONNECTIONS_OPEN.inc()
         await _send_or_close(client, message, envelope)
         return client
 
@@ -279,7 +282,7 @@ class SMTPTransport:
         except Exception:
             pass  # The server may be gone already; hang up below either way.
         finally:
-            client.close()
+            _hang_up(client)
 
 
 async def _send_or_close(client: aiosmtplib.SMTP, message: Mail, envelope: Envelope) -> None:
@@ -288,8 +291,14 @@ async def _send_or_close(client: aiosmtplib.SMTP, message: Mail, envelope: Envel
     except BaseException:
         # After an error or a cancellation mid-command the session's state is
         # unknown: never reuse it.
-        client.close()
+        _hang_up(client)
         raise
+
+
+def _hang_up(client: aiosmtplib.SMTP) -> None:
+    """Close a connection that had been opened (and counted)."""
+    client.close()
+    SMTP_CONNECTIONS_OPEN.dec()
 
 
 # aiosmtplib connections belong to one event loop: one transport per loop.

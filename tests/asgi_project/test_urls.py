@@ -48,6 +48,7 @@ HEAD_PATHS = {
     "signup/": "/signup/",
     "account/set-password/done/": "/account/set-password/done/",
     "healthz": "/healthz",
+    "metrics": "/metrics",
     "password-reset/": "/password-reset/",
     "password-reset/done/": "/password-reset/done/",
     "admin/": "/admin/login/",  # Django's admin: its views answer HEAD as GET.

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 from django.tasks import TaskResultStatus
 
+from asgi_project.logs import JobFields, job_log_context
 from background import ledger, outcomes
 from background.database import DatabaseUnavailable, runner_threads
 from background.models import Job
 from background.outcomes import OutcomeWriter
 from mailer.tasks import send_welcome_email
 from tests.support.jobs import all_finished, new_accounts, until
+from tests.support.log_records import log_records
 from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,6 +85,30 @@ async def test_a_batch_the_database_refused_is_retried_until_written(
     messages = [record.getMessage() for record in caplog.records]
     assert sum("Could not write 2 job outcome(s)" in m for m in messages) == 1
     assert "Job outcomes written again after 2 failed tries" in messages
+
+
+async def test_the_writer_does_not_log_as_the_job_whose_outcome_started_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It writes the outcomes of every job that finishes meanwhile: a line
+    # about the batch must not carry the first job's id.
+    monkeypatch.setattr(outcomes, "RETRY_PAUSES", (0.01,))
+    [job] = await claimed_jobs(1)
+    batches: list[int] = []
+
+    async def database_away_once() -> None:
+        if len(batches) == 1:
+            raise DatabaseUnavailable("connection refused")
+
+    writer = OutcomeWriter(recording(batches, database_away_once))
+    context = job_log_context(job_id=job.id, task=job.task_path, attempt=1)
+    write = writer.write(ledger.record_success, job, WORKER, True)
+    with log_records("background.outcomes", JobFields()) as records:
+        assert await asyncio.create_task(write, context=context)  # As the runner runs a job.
+    [failure, recovery] = records
+    assert failure.getMessage().startswith("Could not write 1 job outcome(s)")
+    assert failure.reason == "DatabaseUnavailable: connection refused"  # type: ignore[attr-defined]
+    assert not hasattr(failure, "job_id") and not hasattr(recovery, "job_id")
 
 
 async def test_closing_the_writer_leaves_unwritten_outcomes_to_the_leases() -> None:

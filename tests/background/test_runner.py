@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 from django.tasks import TaskResultStatus
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
+from asgi_project.logs import JobFields
 from background.models import Job
 from background.runner import active_runner
 from mailer.tasks import send_welcome_email
 from tests.support.jobs import all_finished, finished, job, new_accounts, reaches, until
+from tests.support.log_records import log_records
 from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,6 +95,49 @@ async def test_permanent_failure_fails_the_job_at_once(
     assert smtp_server.received == []
     with pytest.raises(ValueError, match="failed"):
         _ = result.return_value
+
+
+COUNTERS = ("enqueued", "started", "retried", "failed", "succeeded")
+
+
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_every_job_line_says_which_job_and_attempt_and_why(
+    smtp_server: SMTPTestServer, start_runner: Any
+) -> None:
+    smtp_server.script("451", "550")
+    await new_accounts("twice@example.com")
+    await start_runner()
+    task = {"task": "mailer.tasks.send_welcome_email"}
+    before = {name: counted(f"background_jobs_{name}_total", **task) for name in COUNTERS}
+    # django.tasks does not propagate to the root (settings.LOGGING): listen to both.
+    with (
+        log_records("", JobFields()) as records,
+        log_records("django.tasks", JobFields()) as task_records,
+    ):
+        result = await send_welcome_email.aenqueue("twice@example.com")
+        await finished(result)
+    assert result.status == TaskResultStatus.FAILED
+
+    runner_lines = [r for r in records if r.name == "background.runner"]
+    job_lines = sorted(runner_lines + task_records, key=lambda r: r.created)
+    fields = [(r.name, r.job_id, r.task, r.attempt) for r in job_lines]  # type: ignore[attr-defined]
+    assert fields == [
+        ("background.runner", result.id, task["task"], 1),  # 451: retried.
+        ("background.runner", result.id, task["task"], 2),  # 550: given up,
+        ("django.tasks", result.id, task["task"], 2),  # which Django logs with the traceback.
+    ]
+    reasons = [r.reason for r in job_lines[:2]]  # type: ignore[attr-defined]
+    assert reasons == [
+        "DeliveryError: deferred (451 scripted answer)",
+        "DeliveryError: rejected (550 scripted answer)",
+    ]
+    grew = {
+        name: counted(f"background_jobs_{name}_total", **task) - before[name] for name in COUNTERS
+    }
+    assert grew == {"enqueued": 1, "started": 2, "retried": 1, "failed": 1, "succeeded": 0}
 
 
 async def test_attempts_run_out_after_max_attempts(

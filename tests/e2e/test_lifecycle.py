@@ -132,7 +132,8 @@ def test_sigkill_loses_no_mail(launch: Callable[..., ServiceProcess], smtp: SMTP
 
     smtp.delay = 0
     launch()  # Picks the orphaned jobs up once their 3 s leases run out.
-    smtp.wait_for(10, timeout=30)
+    # Resending after a crash is allowed (at least once): count addresses, not mails.
+    smtp.wait_for_recipients(set(emails), timeout=30)
     assert set(smtp.recipients()) == set(emails)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 import pytest
+from prometheus_client import REGISTRY
 
 from mailer.transport import SMTPTransport
 from tests.asgi_project.test_settings import in_fresh_process
@@ -104,6 +105,27 @@ async def test_the_pool_grows_again_after_shrinking(slow_server: SessionCounting
     assert slow_server.most_open == MAX
     assert len(slow_server.received) == 4 * MAX
     await transport.close()
+
+
+def connections_counted() -> float:
+    return REGISTRY.get_sample_value("mailer_smtp_connections_open") or 0.0
+
+
+async def test_the_open_connections_gauge_follows_the_pool(
+    slow_server: SessionCountingServer,
+) -> None:
+    baseline = connections_counted()
+    transport = pool_for(slow_server, idle_timeout=0.3)
+    await send_all(transport, addresses("grow", 2 * MAX))
+    assert connections_counted() - baseline == slow_server.open_sessions() == MAX
+    await until(lambda: slow_server.open_sessions() == MIN)
+    assert connections_counted() - baseline == MIN
+    # A connection the server dropped is replaced: still one each.
+    slow_server.script("drop")
+    await send_all(transport, addresses("redo", 1))
+    assert connections_counted() - baseline == MIN
+    await transport.close()
+    assert connections_counted() == baseline
 
 
 def test_the_minimum_cannot_exceed_the_maximum() -> None:

@@ -25,9 +25,9 @@ class Received:
 
 class SMTPTestServer:
     """Accepts mail with an optional delay; ``script`` makes the next DATA commands
-    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall").
-    ``refuse`` makes it refuse recipients for good at RCPT TO (550 5.1.1), as a
-    relay does for a mailbox it does not know, until ``accept``.
+    answer with a code ("451", "550"), hang up ("drop") or never answer ("stall");
+    ``refuse_recipients`` makes the next RCPT commands answer with the given
+    replies, where ``{address}`` stands for the recipient, as real servers quote it.
     ``smtputf8=False`` makes it a server that does not offer SMTPUTF8."""
 
     def __init__(
@@ -39,7 +39,7 @@ class SMTPTestServer:
         self.data_commands = 0
         self.quits = 0  # sessions the client ended with QUIT
         self._script: list[str] = []
-        self._refused: set[str] = set()
+        self._recipient_replies: list[str] = []
         self._lock = threading.Lock()
         self._controller = Controller(
             self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
@@ -56,28 +56,18 @@ class SMTPTestServer:
         with self._lock:
             self._script.extend(actions)
 
-    def refuse(self, *recipients: str) -> None:
+    def refuse_recipients(self, *replies: str) -> None:
         with self._lock:
-            self._refused.update(recipients)
-
-    def accept(self, *recipients: str) -> None:
-        with self._lock:
-            self._refused.difference_update(recipients)
+            self._recipient_replies.extend(replies)
 
     async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         with self._lock:
-            refused = address in self._refused
-        if refused:
-            return f"550 5.1.1 <{address}>: mailbox unavailable"
+            reply = self._recipient_replies.pop(0) if self._recipient_replies else None
+        if reply is not None:
+            return reply.format(address=address)
         envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -132,6 +122,15 @@ class SMTPTestServer:
                     return list(self.received)
             time.sleep(0.05)
         raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.received)}")
+
+    def wait_for_recipients(self, expected: set[str], timeout: float = 20.0) -> None:
+        """Wait until each of ``expected`` got a mail (duplicates do not count twice)."""
+        deadline = time.monotonic() + timeout
+        while not expected <= set(self.recipients()):
+            if time.monotonic() > deadline:
+                missing = sorted(expected - set(self.recipients()))
+                raise AssertionError(f"no mail within {timeout}s for {missing}")
+            time.sleep(0.05)
 
     async def until(self, count: int, timeout: float = 20.0) -> list[Received]:
         """``wait_for`` for async tests: polls without blocking the event loop."""
