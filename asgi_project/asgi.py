@@ -1,4 +1,5 @@
-"""ASGI entry point: Django behind the body limits, plus the in-process job runner's lifespan."""
+"""ASGI entry point: Django behind the body limits, the admin's static files beside it,
+plus the in-process job runner's lifespan."""
 
 import os
 
@@ -11,12 +12,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_project.settings")
 
 django_application = get_asgi_application()
 
+from asgi_project.static_files import with_static_files  # noqa: E402 - needs Django set up
 from background.lifespan import with_job_runner  # noqa: E402 - needs Django set up
 
 application = with_job_runner(
-    with_body_limit(
-        django_application,
-        max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-        timeout=settings.REQUEST_BODY_TIMEOUT,
+    with_static_files(
+        with_body_limit(
+            django_application,
+            max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            timeout=settings.REQUEST_BODY_TIMEOUT,
+        )
     )
 )

@@ -125,17 +125,31 @@ SITE_URL = site_url(SITE_URL)
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.messages",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
     "background",
     "signup",
     "mailer",
+    # After signup: the first app's template wins, and the admin has its own
+    # registration/password_reset_*.html (the set-password pages' names).
+    "django.contrib.admin",
 ]
 
 # Deliberately one async-native middleware: see asgi_project/middleware.py.
 MIDDLEWARE = ["asgi_project.middleware.checks_and_security_headers"]
 # What those three middleware would add is covered: the headers by our own
-# middleware, CSRF by the views that take form posts (tests check both).
-SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
+# middleware, CSRF by the views that take form posts (tests check both). The
+# admin's session, authentication and messages middleware run on its URLs
+# only (asgi_project/urls.py), which the admin's checks cannot see.
+SILENCED_SYSTEM_CHECKS = [
+    "security.W001",
+    "security.W002",
+    "security.W003",
+    "admin.E408",
+    "admin.E409",
+    "admin.E410",
+]
 
 ROOT_URLCONF = "asgi_project.urls"
 ASGI_APPLICATION = "asgi_project.asgi.application"
@@ -149,6 +163,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
             ],
         },
     },

@@ -6,12 +6,15 @@ from django.utils.decorators import decorator_from_middleware
 from django.views.decorators.csrf import csrf_protect
 from django.views.generic import RedirectView
 
+from asgi_project.admin_urls import admin_urls
 from background.views import healthz, metrics
 from signup.forms import PasswordResetForm
 from signup.views import register_user
 
 # Only the set-password pages need a session (the reset view keeps the token
-# there) and CSRF from middleware; the project runs no global middleware for them.
+# there) and CSRF from middleware, and only the admin its session, user and
+# messages (asgi_project/admin_urls.py); the project runs no global middleware
+# for them.
 with_session = decorator_from_middleware(SessionMiddleware)
 
 urlpatterns = [
@@ -54,4 +57,5 @@ urlpatterns = [
     ),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    path("admin/", admin_urls()),
 ]

@@ -1,6 +1,7 @@
-"""Every read and write the runner makes to the job ledger.
+"""Every read and write the runner makes to the job ledger, and the operator's changes.
 
-Plain synchronous ORM code: the runner calls it on ``database.runner_threads``.
+Plain synchronous ORM code: the runner calls it on ``database.runner_threads``;
+the admin and the management commands call it from their own thread.
 Each write that ends an attempt is conditional on still holding the lease, so
 a worker that lost its lease (it stalled, another took the job over) cannot
 overwrite the newer owner's outcome.
@@ -13,8 +14,8 @@ from typing import Any
 
 from django.db import connection, connections, router, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, F, Min, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.functions import Coalesce, Least
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
@@ -163,11 +164,15 @@ def _trimmed(error: dict[str, str]) -> dict[str, str]:
 def record_failure(
     job: Job, worker_id: str, error: dict[str, str], retry_at: datetime | None
 ) -> bool:
-    """Record the error; schedule the job again at ``retry_at`` or end it as FAILED."""
-    errors = [*job.errors, _trimmed(error)][-KEPT_ERRORS:]
+    """Record the error and its time; run the job again at ``retry_at`` or end it as FAILED."""
+    now = timezone.now()
+    # The time is the error's own: a job's timestamps say when it last
+    # started, not when an earlier attempt failed (the admin shows both).
+    record = _trimmed(error) | {"failed_at": now.isoformat()}
+    errors = [*job.errors, record][-KEPT_ERRORS:]
     if retry_at is not None:
         return _finish_attempt(job, worker_id, status=READY, run_after=retry_at, errors=errors)
-    return _finish_attempt(job, worker_id, status=FAILED, finished_at=timezone.now(), errors=errors)
+    return _finish_attempt(job, worker_id, status=FAILED, finished_at=now, errors=errors)
 
 
 def write_outcomes(writes: list[tuple[Callable[..., bool], tuple[Any, ...]]]) -> list[bool]:
@@ -204,6 +209,48 @@ def renew_leases(worker_id: str, job_ids: list[str], lease_seconds: float) -> in
     return Job.objects.filter(id__in=job_ids, lease_owner=worker_id, status=RUNNING).update(
         lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds)
     )
+
+
+def _queued_again(now: datetime) -> dict[str, Any]:
+    """A FAILED job's changes to run again at once, with a fresh set of attempts.
+
+    Its error history stays: the next failure is added to it.
+    """
+    return {"status": READY, "attempts": 0, "run_after": now, "finished_at": None}
+
+
+def requeue_failed_jobs(task_path: str | None = None) -> int:
+    """Queue every FAILED job (of ``task_path``, if given) again, due now; returns how many."""
+    failed = Job.objects.filter(status=FAILED)
+    if task_path:
+        failed = failed.filter(task_path=task_path)
+    with transaction.atomic():
+        count = failed.update(**_queued_again(timezone.now()))
+        if count:
+            announce_due_jobs()
+    return count
+
+
+def run_again_now(jobs: QuerySet[Job]) -> int:
+    """Make the FAILED and READY jobs among ``jobs`` due now; returns how many.
+
+    READY jobs (waiting for a retry's backoff or a deferred start) keep their
+    attempts and only come forward; FAILED jobs are queued again with a fresh
+    set, as by ``requeue_failed_jobs``. RUNNING jobs (a worker holds the lease)
+    and SUCCESSFUL ones (delivered) are left alone. The status is in each
+    UPDATE's WHERE, so a job a runner claimed meanwhile is not touched.
+    """
+    now = timezone.now()
+    # By id through a subquery: whatever filters chose the jobs (the admin's
+    # search, its "select all"), the UPDATEs stay plain and bounded in size.
+    chosen = Job.objects.filter(id__in=jobs.values("id"))
+    with transaction.atomic():
+        # Least keeps an already-due job's place in the claim order.
+        waiting = chosen.filter(status=READY).update(run_after=Least(F("run_after"), now))
+        failed = chosen.filter(status=FAILED).update(**_queued_again(now))
+        if waiting or failed:
+            announce_due_jobs()  # An idle runner in any process takes them now (PostgreSQL).
+    return waiting + failed
 
 
 def count_jobs_by_status() -> dict[str, int]:

@@ -27,7 +27,12 @@ def task_result_for(job: Job, task: Task | None = None) -> TaskResult:
         args=job.args,
         kwargs=job.kwargs,
         backend=job.backend,
-        errors=[TaskError(**error) for error in job.errors],
+        errors=[
+            TaskError(
+                exception_class_path=error["exception_class_path"], traceback=error["traceback"]
+            )
+            for error in job.errors
+        ],
         worker_ids=list(job.worker_ids),
     )
     object.__setattr__(result, "_return_value", job.return_value)

@@ -251,6 +251,16 @@ class JobRunner:
         """Look at the ledger now rather than at the next poll (loop thread)."""
         self._wake.set()
 
+    def wake_from_thread(self) -> None:
+        """Jobs this process made due in the ledger (the admin's "run again now"): sweep now.
+
+        Any thread. On PostgreSQL their NOTIFY wakes every runner anyway; on
+        SQLite this one would otherwise wait for its next poll.
+        """
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._job_announced, context=contextvars.Context())
+
     def _job_announced(self) -> None:
         """Another process queued a due job (loop thread, from the wake-up listener).
 

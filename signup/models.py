@@ -5,11 +5,26 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.utils import timezone
 
+from mailer.addresses import UndeliverableAddress, canonical_mailbox
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
+    @classmethod
+    def normalize_email(cls, email: str | None) -> str:
+        """The canonical mailbox, as signups store it, so one address is one account.
+
+        An address mail cannot go to (an operator's ``admin@localhost``) only
+        gets its domain lowercased, as Django's default does.
+        """
+        try:
+            return canonical_mailbox(email or "", smtputf8=True)
+        except UndeliverableAddress:
+            return super().normalize_email(email)
+
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> "User":
+        """``email`` must be canonical already: signups pass it so (signup/validation.py)."""
         # A password of None makes it unusable: the account gets one through
         # the link in its welcome mail.
         user = self.model(email=email, **fields)
@@ -18,7 +33,14 @@ class UserManager(BaseUserManager["User"]):
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **fields: Any) -> "User":
-        return self.create_user(email, password, is_staff=True, is_superuser=True, **fields)
+        """For ``createsuperuser``, where the operator may spell the address any way."""
+        return self.create_user(
+            self.normalize_email(email), password, is_staff=True, is_superuser=True, **fields
+        )
+
+    def get_by_natural_key(self, username: str | None) -> "User":
+        # How a login finds its account: in any spelling of the address.
+        return super().get_by_natural_key(self.normalize_email(username))
 
 
 class User(AbstractBaseUser, PermissionsMixin):

@@ -51,6 +51,7 @@ HEAD_PATHS = {
     "metrics": "/metrics",
     "password-reset/": "/password-reset/",
     "password-reset/done/": "/password-reset/done/",
+    "admin/": "/admin/login/",  # Django's admin: its views answer HEAD as GET.
 }
 SET_PASSWORD_ROUTE = "account/set-password/<uidb64>/<token>/"
 

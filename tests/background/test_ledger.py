@@ -1,6 +1,6 @@
 """The ledger's queries: claims, leases, outcome batches that roll back."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -134,3 +134,40 @@ async def test_expired_lease_is_taken_over_and_live_lease_is_not(
     untouched = await job(busy.id)
     assert untouched.status == RUNNING
     assert untouched.lease_owner == "live-host:1:x"
+
+
+def test_run_again_now_brings_waiting_jobs_forward_and_keeps_due_ones_in_place() -> None:
+    now = timezone.now()
+    ledger_job("due-since-an-hour", run_after=now - timedelta(hours=1))
+    ledger_job("in-an-hour", run_after=now + timedelta(hours=1), attempts=4)
+    ledger_job("failed", status=TaskResultStatus.FAILED, attempts=20, finished_at=now)
+    ledger_job("running", status=RUNNING, lease_owner="w", run_after=now - timedelta(hours=2))
+
+    assert ledger.run_again_now(Job.objects.exclude(id="due-since-an-hour")) == 2
+    assert ledger.run_again_now(Job.objects.filter(id="due-since-an-hour")) == 1
+
+    jobs = {j.id: j for j in Job.objects.all()}
+    # Still first in the claim order: its place is not given up for "now".
+    assert jobs["due-since-an-hour"].run_after == now - timedelta(hours=1)
+    assert now <= jobs["in-an-hour"].run_after <= timezone.now()
+    assert jobs["in-an-hour"].attempts == 4
+    assert (jobs["failed"].status, jobs["failed"].attempts) == (READY, 0)
+    assert jobs["failed"].finished_at is None
+    assert (jobs["running"].status, jobs["running"].lease_owner) == (RUNNING, "w")
+    (first,) = ledger.claim_ready_jobs("me", 1, 30)
+    assert first.id == "due-since-an-hour"
+
+
+def test_a_recorded_error_carries_its_time_and_results_still_read_it() -> None:
+    job = ledger_job("failing", status=RUNNING, lease_owner="me", attempts=1)
+    error = {"exception_class_path": "tests.Boom", "traceback": "Traceback ...\ntests.Boom: x"}
+    before = timezone.now()
+    assert ledger.write_outcomes([(ledger.record_failure, (job, "me", error, None))]) == [True]
+
+    (recorded,) = Job.objects.get(id="failing").errors
+    assert before <= datetime.fromisoformat(recorded["failed_at"]) <= timezone.now()
+    (task_error,) = send_welcome_email.get_result("failing").errors
+    assert (task_error.exception_class_path, task_error.traceback) == (
+        "tests.Boom",
+        "Traceback ...\ntests.Boom: x",
+    )

@@ -1,12 +1,8 @@
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.tasks import TaskResultStatus
-from django.utils import timezone
 
-from background.ledger import announce_due_jobs
-from background.models import Job
+from background import ledger
 
 
 class Command(BaseCommand):
@@ -21,16 +17,5 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, task: str | None, **options: Any) -> None:
-        failed = Job.objects.filter(status=TaskResultStatus.FAILED)
-        if task:
-            failed = failed.filter(task_path=task)
-        with transaction.atomic():
-            count = failed.update(
-                status=TaskResultStatus.READY,
-                attempts=0,
-                run_after=timezone.now(),
-                finished_at=None,
-            )
-            if count:
-                announce_due_jobs()
+        count = ledger.requeue_failed_jobs(task)
         self.stdout.write(f"Queued {count} failed job(s) again.")
