@@ -7,6 +7,7 @@ from django.contrib.contenttypes.management import create_contenttypes
 from django.db.models.signals import post_migrate
 from django.test import override_settings
 
+from tests.support.processes import FreshProcess, in_fresh_process
 from tests.support.smtp_server import SMTPTestServer
 
 PERMISSIONS_UID = "django.contrib.auth.management.create_permissions"
@@ -23,6 +24,22 @@ def mailers_for(port: int, timeout: float = 2.0) -> dict[str, Any]:
         "default": {"BACKEND": "mailer.outbox.OutboxBackend"},
         "smtp": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options},
     }
+
+
+@pytest.fixture
+def fresh_process() -> FreshProcess:
+    """A new interpreter that reads the settings afresh from the given environment.
+
+    ~0.25 s each (Python and Django start): a test that asks for one is an e2e
+    test, outside the quick ``-m "not e2e"`` loop.
+    """
+    return in_fresh_process
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "fresh_process" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

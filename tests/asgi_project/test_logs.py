@@ -13,7 +13,7 @@ from asgi_project.logs import (
     redact,
     uvicorn_access_log_on,
 )
-from tests.asgi_project.test_settings import in_fresh_process
+from tests.support.processes import FreshProcess
 
 
 @pytest.mark.parametrize(
@@ -111,8 +111,8 @@ LOG_TWO_LINES = [
 SETTINGS = {"SITE_URL": "http://x"}
 
 
-def test_json_lines_without_debug_hide_addresses() -> None:
-    result = in_fresh_process(LOG_TWO_LINES, {**SETTINGS, "DEBUG": "0", "LOG_FORMAT": "json"})
+def test_json_lines_without_debug_hide_addresses(fresh_process: FreshProcess) -> None:
+    result = fresh_process(LOG_TWO_LINES, {**SETTINGS, "DEBUG": "0", "LOG_FORMAT": "json"})
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [(line["level"], line["logger"], line["message"]) for line in lines] == [
         ("WARNING", "django.request", "Bad Request: /signup/"),
@@ -121,9 +121,9 @@ def test_json_lines_without_debug_hide_addresses() -> None:
     assert all(line["time"].endswith("+00:00") for line in lines)
 
 
-def test_text_lines_with_debug_show_addresses_once() -> None:
+def test_text_lines_with_debug_show_addresses_once(fresh_process: FreshProcess) -> None:
     # Django's own DEBUG handler printed every django.* line a second time.
-    result = in_fresh_process(LOG_TWO_LINES, {**SETTINGS, "DEBUG": "1"})
+    result = fresh_process(LOG_TWO_LINES, {**SETTINGS, "DEBUG": "1"})
     messages = [line.split(" ", 2)[2] for line in result.stderr.splitlines()]
     assert messages == [
         "WARNING django.request: Bad Request: /signup/",
@@ -131,8 +131,8 @@ def test_text_lines_with_debug_show_addresses_once() -> None:
     ]
 
 
-def test_an_unknown_log_format_stops_startup() -> None:
-    result = in_fresh_process(
+def test_an_unknown_log_format_stops_startup(fresh_process: FreshProcess) -> None:
+    result = fresh_process(
         ["-c", "import asgi_project.settings"], {**SETTINGS, "LOG_FORMAT": "xml"}
     )
     assert result.stderr.strip().splitlines()[-1] == (

@@ -1,10 +1,7 @@
 """Settings read from the environment: production values without a safe default stop startup."""
 
 import ast
-import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,20 +9,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from asgi_project.settings import env_duration, site_url
+from tests.support.processes import FreshProcess
 from tests.support.service import ROOT
-
-
-def in_fresh_process(
-    args: list[str], env: dict[str, str], unset: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python *args`` with the settings module read afresh from ``env``."""
-    full_env = {**os.environ, "SECRET_KEY": "settings-test", **env}
-    for name in ("DJANGO_SETTINGS_MODULE", *unset):
-        full_env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60
-    )
-
 
 # Reading the settings is where these errors are raised: a fresh interpreter
 # importing the module, rather than `manage.py check` (which also loads every
@@ -33,20 +18,20 @@ def in_fresh_process(
 READ_SETTINGS = ["-c", "import asgi_project.settings"]
 
 
-def test_site_url_is_required_without_debug() -> None:
+def test_site_url_is_required_without_debug(fresh_process: FreshProcess) -> None:
     check = READ_SETTINGS
-    missing = in_fresh_process(check, {"DEBUG": "0"}, unset=("SITE_URL",))
+    missing = fresh_process(check, {"DEBUG": "0"}, unset=("SITE_URL",))
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured: SITE_URL is required unless DEBUG=1."
     )
-    given = in_fresh_process(check, {"DEBUG": "0", "SITE_URL": "https://signup.example.com"})
+    given = fresh_process(check, {"DEBUG": "0", "SITE_URL": "https://signup.example.com"})
     assert given.returncode == 0, given.stderr
 
 
-def test_site_url_has_a_development_default_with_debug() -> None:
+def test_site_url_has_a_development_default_with_debug(fresh_process: FreshProcess) -> None:
     show = ["-c", "from asgi_project import settings; print(settings.SITE_URL)"]
-    result = in_fresh_process(show, {"DEBUG": "1"}, unset=("SITE_URL",))
+    result = fresh_process(show, {"DEBUG": "1"}, unset=("SITE_URL",))
     assert result.stdout.strip() == "http://127.0.0.1:8000", result.stderr
 
 
@@ -112,19 +97,19 @@ def test_retention_durations_need_a_unit(raw: str, monkeypatch: pytest.MonkeyPat
         env_duration("SOME_RETENTION", "7d")
 
 
-def test_unconfirmed_accounts_outlive_their_set_password_link() -> None:
+def test_unconfirmed_accounts_outlive_their_set_password_link(fresh_process: FreshProcess) -> None:
     check = READ_SETTINGS
-    short = in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "1d"})
+    short = fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "1d"})
     assert short.returncode != 0
     assert (
         "UNCONFIRMED_ACCOUNT_TTL must be at least the set-password link's lifetime (3d)"
         in (short.stderr.strip().splitlines()[-1])
     )
-    assert in_fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
+    assert fresh_process(check, {"DEBUG": "1", "UNCONFIRMED_ACCOUNT_TTL": "3d"}).returncode == 0
 
 
 @pytest.mark.parametrize("debug", ["1", "0"])
-def test_each_warning_is_logged_once(debug: str) -> None:
+def test_each_warning_is_logged_once(debug: str, fresh_process: FreshProcess) -> None:
     # Django's default logging gives "django" a console handler of its own
     # under DEBUG: bin/dev printed every django.* warning twice.
     log = [
@@ -134,7 +119,7 @@ def test_each_warning_is_logged_once(debug: str) -> None:
         "logging.getLogger('django.request').warning('a django warning'); "
         "logging.getLogger('background.runner').warning('a service warning')",
     ]
-    result = in_fresh_process(log, {"DEBUG": debug, "SITE_URL": "https://example.com"})
+    result = fresh_process(log, {"DEBUG": debug, "SITE_URL": "https://example.com"})
     assert result.returncode == 0, result.stderr
     # Each line after its date and time: "2026-11-26 00:39:47,846 WARNING ...".
     assert [line.split(" ", 2)[2] for line in result.stderr.splitlines()] == [
@@ -202,7 +187,9 @@ def test_environment_names_finds_every_way_of_reading() -> None:
     assert environment_names(source) == {"A", "B", "C", "D", "E"}
 
 
-def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer() -> None:
+def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer(
+    fresh_process: FreshProcess,
+) -> None:
     show = [
         "-c",
         "from asgi_project import settings as s; "
@@ -216,15 +203,15 @@ def test_djangos_mail_is_queued_and_the_relay_is_the_smtp_mailer() -> None:
         "ADMINS": "ops@example.com, oncall@example.com,",
         "DEFAULT_FROM_EMAIL": "Shop <shop@example.com>",
     }
-    result = in_fresh_process(show, env, unset=("SERVER_EMAIL",))
+    result = fresh_process(show, env, unset=("SERVER_EMAIL",))
     assert result.stdout.strip() == (
         "mailer.outbox.OutboxBackend relay.example.com 587 "
         "['ops@example.com', 'oncall@example.com'] Shop <shop@example.com>"
     ), result.stderr
 
 
-def test_tasks_backend_is_one_of_three() -> None:
-    wrong = in_fresh_process(READ_SETTINGS, {"DEBUG": "1", "TASKS_BACKEND": "rq"})
+def test_tasks_backend_is_one_of_three(fresh_process: FreshProcess) -> None:
+    wrong = fresh_process(READ_SETTINGS, {"DEBUG": "1", "TASKS_BACKEND": "rq"})
     assert wrong.returncode != 0
     assert wrong.stderr.strip().splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured: "
@@ -232,7 +219,9 @@ def test_tasks_backend_is_one_of_three() -> None:
     )
 
 
-def test_celery_keeps_results_in_its_broker_unless_told_otherwise() -> None:
+def test_celery_keeps_results_in_its_broker_unless_told_otherwise(
+    fresh_process: FreshProcess,
+) -> None:
     show = [
         "-c",
         "from asgi_project import settings as s; "
@@ -240,10 +229,10 @@ def test_celery_keeps_results_in_its_broker_unless_told_otherwise() -> None:
     ]
     broker = "redis://queue.internal:6379/3"
     env = {"DEBUG": "1", "TASKS_BACKEND": "celery", "CELERY_BROKER_URL": broker}
-    same = in_fresh_process(show, {**env, "TASKS_RESULT_RETENTION": "2h"})
+    same = fresh_process(show, {**env, "TASKS_RESULT_RETENTION": "2h"})
     assert same.stdout.split() == ["django_tasks_celery.CeleryBackend", broker, "2:00:00"]
     results = "redis://results.internal:6379/4"
-    other = in_fresh_process(show, {**env, "CELERY_RESULT_BACKEND": results})
+    other = fresh_process(show, {**env, "CELERY_RESULT_BACKEND": results})
     assert other.stdout.split()[1] == results, other.stderr
 
 
@@ -255,11 +244,14 @@ def test_celery_keeps_results_in_its_broker_unless_told_otherwise() -> None:
     ],
 )
 def test_a_backend_without_its_package_names_the_requirements_file(
-    backend: str, module: str, requirements: str
+    backend: str,
+    module: str,
+    requirements: str,
+    fresh_process: FreshProcess,
 ) -> None:
     # As if the package were not installed.
     hide = ["-c", f"import sys; sys.modules[{module!r}] = None; import asgi_project.settings"]
-    missing = in_fresh_process(hide, {"DEBUG": "1", "TASKS_BACKEND": backend})
+    missing = fresh_process(hide, {"DEBUG": "1", "TASKS_BACKEND": backend})
     assert missing.stderr.strip().splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured: "
         f"{module} is not installed: pip install -r {requirements}"

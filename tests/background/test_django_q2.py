@@ -7,7 +7,7 @@ have it. A whole cluster runs in ``tests/e2e/test_other_task_backends.py``.
 
 import json
 
-from tests.asgi_project.test_settings import in_fresh_process
+from tests.support.processes import FreshProcess
 from tests.support.workers import require_modules
 
 RESULTS = """
@@ -49,10 +49,12 @@ print(json.dumps(seen))
 """
 
 
-def test_results_say_successful_ready_while_django_q2_retries_and_failed_after() -> None:
+def test_results_say_successful_ready_while_django_q2_retries_and_failed_after(
+    fresh_process: FreshProcess,
+) -> None:
     require_modules("requirements-django-q2.txt", "django_q")
     env = {"TASKS_BACKEND": "django-q2", "TASKS_MAX_ATTEMPTS": "20", "DEBUG": "1"}
-    run = in_fresh_process(["-c", RESULTS], env)
+    run = fresh_process(["-c", RESULTS], env)
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     failed_attempt = {"args": ["ada@example.com"], "errors": ["DeliveryError"], "value": None}
@@ -83,8 +85,8 @@ print([message.id for message in task_backends["default"].check()])
 """
 
 
-def test_another_broker_than_the_orm_is_refused() -> None:
+def test_another_broker_than_the_orm_is_refused(fresh_process: FreshProcess) -> None:
     require_modules("requirements-django-q2.txt", "django_q")
-    run = in_fresh_process(["-c", BROKER_CHECK], {"TASKS_BACKEND": "django-q2", "DEBUG": "1"})
+    run = fresh_process(["-c", BROKER_CHECK], {"TASKS_BACKEND": "django-q2", "DEBUG": "1"})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "['background.E001']"

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from mailer.transport import SMTPTransport
-from tests.asgi_project.test_settings import in_fresh_process
+from tests.support.processes import FreshProcess
 from tests.support.smtp_sessions import SessionCountingServer
 
 MIN, MAX = 2, 6
@@ -133,18 +133,18 @@ def test_the_minimum_cannot_exceed_the_maximum() -> None:
         SMTPTransport(host="127.0.0.1", port=25, min_connections=9, max_connections=8)
 
 
-def test_pool_settings() -> None:
+def test_pool_settings(fresh_process: FreshProcess) -> None:
     show = [
         "-c",
         "from asgi_project import settings as s; print(s.EMAIL_POOL_SIZE, s.EMAIL_POOL_MAX)",
     ]
-    assert in_fresh_process(show, {"DEBUG": "1"}).stdout.split() == ["8", "64"]
+    assert fresh_process(show, {"DEBUG": "1"}).stdout.split() == ["8", "64"]
     # An EMAIL_POOL_SIZE set above 64 before EMAIL_POOL_MAX existed keeps working.
-    assert in_fresh_process(show, {"DEBUG": "1", "EMAIL_POOL_SIZE": "100"}).stdout.split() == [
+    assert fresh_process(show, {"DEBUG": "1", "EMAIL_POOL_SIZE": "100"}).stdout.split() == [
         "100",
         "100",
     ]
-    below = in_fresh_process(show, {"DEBUG": "1", "EMAIL_POOL_SIZE": "8", "EMAIL_POOL_MAX": "4"})
+    below = fresh_process(show, {"DEBUG": "1", "EMAIL_POOL_SIZE": "8", "EMAIL_POOL_MAX": "4"})
     assert below.returncode != 0
     assert below.stderr.strip().splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured:"
