@@ -24,6 +24,7 @@ from tests.support.service import (
     sqlite_database,
 )
 from tests.support.smtp_server import SMTPTestServer
+from tests.support.waiting import wait_until
 
 DATABASES: dict[str, Callable[[Path], AbstractContextManager[str]]] = {
     "sqlite": sqlite_database,
@@ -78,14 +79,6 @@ def all_sent(service: ServiceProcess, count: int, timeout: float = 20.0) -> dict
     return counts
 
 
-def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.02)
-
-
 def test_signups_become_mails(launch: Callable[..., ServiceProcess], smtp: SMTPTestServer) -> None:
     service = launch()
     emails = [f"user{i}@example.com" for i in range(20)]
@@ -104,7 +97,7 @@ def test_sigterm_drains_within_the_deadline_and_restart_sends_the_rest_once(
     service = launch(TASKS_DRAIN_TIMEOUT="1", TASKS_CONCURRENCY="4")
     emails = [f"deploy{i}@example.com" for i in range(12)]
     assert sign_up_all(service, emails) == [201] * 12
-    until(lambda: smtp.data_commands == 4, "4 sends (TASKS_CONCURRENCY) at the SMTP server")
+    wait_until(lambda: smtp.data_commands == 4, "4 sends (TASKS_CONCURRENCY) at the SMTP server")
 
     code, seconds = service.terminate()
     # uvicorn shuts down cleanly, then re-raises the signal it caught.

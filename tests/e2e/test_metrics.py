@@ -3,7 +3,6 @@
 import os
 import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from tests.support.metrics import Samples, parse, value
 from tests.support.service import ServiceProcess, base_env, migrate, sqlite_database
 from tests.support.smtp_sessions import SessionCountingServer
+from tests.support.waiting import wait_until
 
 TOKEN = "e2e-scrape-token"
 WELCOME = {"task": "mailer.tasks.send_welcome_email"}
@@ -33,14 +33,6 @@ def signups_by_process(directory: Path) -> dict[int, float]:
         samples = [s for m in families if m.name == "signup_requests" for s in m.samples]
         counted[int(path.stem.rpartition("_")[2])] = sum(sample.value for sample in samples)
     return counted
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
 
 
 def test_two_workers_report_one_set_of_metrics(tmp_path: Path) -> None:
@@ -67,7 +59,7 @@ def test_two_workers_report_one_set_of_metrics(tmp_path: Path) -> None:
                 samples = scrape(service)
                 return value(samples, "background_jobs_succeeded_total", **WELCOME) == signed_up
 
-            until(all_counted, f"{signed_up} jobs counted as succeeded")
+            wait_until(all_counted, f"{signed_up} jobs counted as succeeded")
             # Every scrape, whichever worker answers, adds up both workers' counts.
             for samples in [scrape(service) for _ in range(10)]:
                 assert value(samples, "signup_requests_total", status="201") == signed_up
@@ -80,7 +72,7 @@ def test_two_workers_report_one_set_of_metrics(tmp_path: Path) -> None:
                 assert value(samples, "background_ledger_jobs", status="READY") == 0
             assert sum(signups_by_process(directory).values()) == signed_up
             # Connections kept open by both workers' pools: what the SMTP server sees.
-            until(
+            wait_until(
                 lambda: (
                     value(scrape(service), "mailer_smtp_connections_open")
                     == smtp.open_sessions()
@@ -92,21 +84,23 @@ def test_two_workers_report_one_set_of_metrics(tmp_path: Path) -> None:
             # A worker that dies is replaced: its counts stay, its open connections go.
             [victim, *_] = [pid for pid, n in signups_by_process(directory).items() if n]
             os.kill(victim, signal.SIGKILL)
-            until(
+            wait_until(
                 lambda: smtp.open_sessions() < smtp.sessions_opened,
                 "the dead worker's sessions closed",
             )
-            until(lambda: httpx.get(f"{service.url}/healthz").status_code == 200, "serving again")
+            wait_until(
+                lambda: httpx.get(f"{service.url}/healthz").status_code == 200, "serving again"
+            )
             more = [f"after{i}@example.com" for i in range(4)]
             assert [service.signup(e).status_code for e in more] == [201] * 4
             smtp.wait_for(signed_up + 4)
-            until(
+            wait_until(
                 lambda: (
                     value(scrape(service), "signup_requests_total", status="201") == signed_up + 4
                 ),
                 "the dead worker's signups still counted",
             )
-            until(
+            wait_until(
                 lambda: (
                     value(scrape(service), "mailer_smtp_connections_open") == smtp.open_sessions()
                 ),

@@ -33,7 +33,8 @@ from tests.support.service import (
     sqlite_database,
 )
 from tests.support.smtp_server import Received, SMTPTestServer
-from tests.support.workers import WorkerProcess, require_modules, wait_until
+from tests.support.waiting import wait_until
+from tests.support.workers import WorkerProcess, require_modules
 
 SIGNED_UP = "ada@example.com"
 ROLLED_BACK = "rolled-back@example.com"

@@ -23,6 +23,7 @@ from tests.support.service import (
     sqlite_database,
 )
 from tests.support.smtp_server import Received, SMTPTestServer
+from tests.support.waiting import wait_until
 
 PASSWORD = "a-Long-unusual-passphrase-42"
 # Seconds per SMTP operation: what a reset sending its mail inline would wait
@@ -71,14 +72,6 @@ def submit(browser: httpx.Client, path: str, **fields: str) -> httpx.Response:
     return browser.post(page.url.path, data={"csrfmiddlewaretoken": token[1], **fields})
 
 
-def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-
-
 def test_a_password_reset_answers_at_once_and_is_mailed_once_the_relay_is_back(
     service: ServiceProcess, relay: FaultProxy, smtp: SMTPTestServer
 ) -> None:
@@ -95,11 +88,13 @@ def test_a_password_reset_answers_at_once_and_is_mailed_once_the_relay_is_back(
     answered_in = time.monotonic() - began
     assert (reset.status_code, reset.headers["location"]) == (302, "/password-reset/done/")
     assert answered_in < EMAIL_TIMEOUT, f"the answer took {answered_in:.1f} s"
-    until(lambda: "attempt 1 failed: DeliveryError: timed out" in service.log(), "a timed-out try")
+    wait_until(
+        lambda: "attempt 1 failed: DeliveryError: timed out" in service.log(), "a timed-out try"
+    )
     assert len(smtp.received) == 1
 
     relay.restore()
-    until(
+    wait_until(
         lambda: service.job_counts() == {"READY": 0, "RUNNING": 0, "FAILED": 0, "SUCCESSFUL": 2},
         "both mails sent",
     )

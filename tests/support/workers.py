@@ -9,8 +9,6 @@ import importlib.util
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Self
@@ -18,6 +16,7 @@ from typing import Self
 import pytest
 
 from tests.support.service import ROOT
+from tests.support.waiting import wait_until
 
 
 def require_modules(requirements: str, *modules: str) -> None:
@@ -29,15 +28,6 @@ def require_modules(requirements: str, *modules: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"required on CI: {reason}")
     pytest.skip(reason)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Return once ``condition()`` holds; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 class WorkerProcess:
