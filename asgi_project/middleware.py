@@ -18,6 +18,7 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
@@ -40,7 +41,14 @@ FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 # (BadRequest), a broken multipart body, too many fields (SuspiciousOperation).
 UNREADABLE_FORM = (BadRequest, SuspiciousOperation, MultiPartParserError)
 
+# What a view raises when the database is not there (refused, dropped, locked):
+# the pages that use the ORM directly (set-password, password reset, admin).
+# /signup/ answers its own 503 (signup/views.py).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+
 host_logger = logging.getLogger("django.security.DisallowedHost")
+outage_logger = logging.getLogger(__name__)
 form_logger = logging.getLogger("django.request")
 # A client chooses the Host and the path: a log line quotes at most this much of either.
 LOGGED_CHARS = 200
@@ -99,6 +107,29 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
     return refusal if refusal is not None else _refuse_unreadable_form(request)
 
 
+def _database_down(request: HttpRequest, exception: Exception) -> HttpResponse | None:
+    """503 with Retry-After, not a 500, when a view found no database; None for anything else."""
+    if not isinstance(exception, DATABASE_DOWN):
+        return None
+    text = str(exception).strip().splitlines()
+    outage_logger.warning(
+        "%s answered 503: database unavailable (%s: %s)",
+        _shortened(request.path),
+        type(exception).__name__,
+        text[0] if text else "",
+    )
+    response = render(
+        request,
+        "signup/problem.html",
+        {"detail": "Service unavailable; try again shortly."},
+        status=503,
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    # Said once above, with the reason; Django would add an ERROR without one.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 def _add_headers(response: HttpResponseBase) -> HttpResponseBase:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
@@ -117,6 +148,8 @@ def checks_and_security_headers(
                 return _add_headers(refusal)
             return _add_headers(await get_response(request))  # type: ignore[misc]
 
+        # Django calls a middleware's process_exception only when a view raised.
+        middleware.process_exception = _database_down  # type: ignore[attr-defined]
         return middleware
 
     def sync_middleware(request: HttpRequest) -> HttpResponseBase:
@@ -125,4 +158,5 @@ def checks_and_security_headers(
             return _add_headers(refusal)
         return _add_headers(get_response(request))  # type: ignore[arg-type]
 
+    sync_middleware.process_exception = _database_down  # type: ignore[attr-defined]
     return sync_middleware
