@@ -25,6 +25,8 @@ from django.shortcuts import render
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.log import log_response
 
+from background.database import first_line
+
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -45,7 +47,11 @@ UNREADABLE_FORM = (BadRequest, SuspiciousOperation, MultiPartParserError)
 # the pages that use the ORM directly (set-password, password reset, admin).
 # /signup/ answers its own 503 (signup/views.py).
 DATABASE_DOWN = (OperationalError, InterfaceError)
-RETRY_AFTER_SECONDS = 5
+# What every page answers while the database is away, /signup/ included. The
+# wait is long enough for a dropped connection or a failover, short enough for
+# a person to retry.
+UNAVAILABLE_DETAIL = "Service unavailable; try again shortly."
+UNAVAILABLE_RETRY_AFTER = 5
 
 host_logger = logging.getLogger("django.security.DisallowedHost")
 outage_logger = logging.getLogger(__name__)
@@ -111,20 +117,13 @@ def _database_down(request: HttpRequest, exception: Exception) -> HttpResponse |
     """503 with Retry-After, not a 500, when a view found no database; None for anything else."""
     if not isinstance(exception, DATABASE_DOWN):
         return None
-    text = str(exception).strip().splitlines()
     outage_logger.warning(
-        "%s answered 503: database unavailable (%s: %s)",
+        "%s answered 503: database unavailable (%s)",
         _shortened(request.path),
-        type(exception).__name__,
-        text[0] if text else "",
+        first_line(exception),
     )
-    response = render(
-        request,
-        "signup/problem.html",
-        {"detail": "Service unavailable; try again shortly."},
-        status=503,
-    )
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response = render(request, "signup/problem.html", {"detail": UNAVAILABLE_DETAIL}, status=503)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
     # Said once above, with the reason; Django would add an ERROR without one.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response

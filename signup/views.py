@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
 from asgi_project import metrics
-from asgi_project.middleware import FORM_TYPES
+from asgi_project.middleware import FORM_TYPES, UNAVAILABLE_DETAIL, UNAVAILABLE_RETRY_AFTER
 from background.database import DatabaseUnavailable, request_threads
 
 from .services import register_address
@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
 REGISTERED = "User registered"
-# What a client is told to wait when the database is unavailable: long enough
-# for a dropped connection or a failover, short enough for a person to retry.
-UNAVAILABLE_RETRY_AFTER = 5
 
 
 class _OutageLog:
@@ -151,7 +148,7 @@ async def _register(request: HttpRequest) -> HttpResponse:
         )
     except DatabaseUnavailable as error:
         _outage_log.note(error)
-        response = _answer(request, is_form, 503, "Service unavailable; try again shortly.")
+        response = _answer(request, is_form, 503, UNAVAILABLE_DETAIL)
         response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
         # Django would log every 503 as an ERROR with no reason; _outage_log
         # has said why, once per interval.

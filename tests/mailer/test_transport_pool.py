@@ -5,14 +5,14 @@ what the server saw, not by the transport's own bookkeeping.
 """
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 from prometheus_client import REGISTRY
 
 from mailer.transport import SMTPTransport
+from tests.support.jobs import until
 from tests.support.processes import FreshProcess
 from tests.support.smtp_sessions import SessionCountingServer
 
@@ -50,14 +50,6 @@ async def send_all(transport: SMTPTransport, recipients: list[str]) -> None:
     await asyncio.gather(*(send(to) for to in recipients))
 
 
-async def until(outcome: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not outcome():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
 def addresses(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i}@example.com" for i in range(count)]
 
@@ -74,7 +66,7 @@ async def test_the_pool_grows_past_its_minimum_to_its_maximum_and_reuses_its_con
     assert slow_server.most_open == MAX
     assert slow_server.sessions_opened == MAX
     await transport.close()
-    await until(lambda: slow_server.open_sessions() == 0)
+    await until(lambda: slow_server.open_sessions() == 0, "every session closed", timeout=10)
     assert slow_server.quits == MAX
 
 
@@ -86,7 +78,7 @@ async def test_connections_beyond_the_minimum_close_after_the_idle_timeout(
     await send_all(transport, burst)
     assert slow_server.most_open == MAX
 
-    await until(lambda: slow_server.open_sessions() == MIN)
+    await until(lambda: slow_server.open_sessions() == MIN, "back to the minimum", timeout=10)
     assert slow_server.quits == MAX - MIN  # Closed politely, not dropped.
     # The minimum stayed open: the next mails go out on it, no new session.
     after = addresses("after", MIN)
@@ -99,7 +91,7 @@ async def test_connections_beyond_the_minimum_close_after_the_idle_timeout(
 async def test_the_pool_grows_again_after_shrinking(slow_server: SessionCountingServer) -> None:
     transport = pool_for(slow_server, idle_timeout=0.2)
     await send_all(transport, addresses("one", 2 * MAX))
-    await until(lambda: slow_server.open_sessions() == MIN)
+    await until(lambda: slow_server.open_sessions() == MIN, "back to the minimum", timeout=10)
     slow_server.most_open = 0
     await send_all(transport, addresses("two", 2 * MAX))
     assert slow_server.most_open == MAX
@@ -118,7 +110,7 @@ async def test_the_open_connections_gauge_follows_the_pool(
     transport = pool_for(slow_server, idle_timeout=0.3)
     await send_all(transport, addresses("grow", 2 * MAX))
     assert connections_counted() - baseline == slow_server.open_sessions() == MAX
-    await until(lambda: slow_server.open_sessions() == MIN)
+    await until(lambda: slow_server.open_sessions() == MIN, "back to the minimum", timeout=10)
     assert connections_counted() - baseline == MIN
     # A connection the server dropped is replaced: still one each.
     slow_server.script("drop")

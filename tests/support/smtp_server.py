@@ -12,6 +12,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,9 @@ class SMTPTestServer:
 
     def wait_for_recipients(self, expected: set[str], timeout: float = 20.0) -> None:
         """Wait until each of ``expected`` got a mail (duplicates do not count twice)."""
-        deadline = time.monotonic() + timeout
-        while not expected <= set(self.recipients()):
-            if time.monotonic() > deadline:
-                missing = sorted(expected - set(self.recipients()))
-                raise AssertionError(f"no mail within {timeout}s for {missing}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: expected <= set(self.recipients()), f"mail for {sorted(expected)}", timeout
+        )
 
     async def until(self, count: int, timeout: float = 20.0) -> list[Received]:
         """``wait_for`` for async tests: polls without blocking the event loop."""
