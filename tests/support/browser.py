@@ -6,7 +6,6 @@ Without them the test is skipped, except with CI=true, where it fails.
 """
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
+
+from tests.support import waiting
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -49,15 +50,12 @@ def headless_chromium(width: int = 1440, height: int = 900) -> Iterator[WebDrive
 
 
 def wait_until[T](condition: Callable[[], T | None], what: str, timeout: float = 10.0) -> T:
-    """``condition()``'s first truthy value; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """``condition()``'s first truthy value, while the page may still be loading."""
+
+    def on_the_page() -> T | None:
         try:
-            value = condition()
+            return condition()
         except NoSuchElementException:
-            value = None  # Not on the page yet: the page is still loading.
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
+            return None  # Not on the page yet: the page is still loading.
+
+    return waiting.wait_until(on_the_page, what, timeout)
