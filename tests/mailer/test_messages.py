@@ -14,8 +14,11 @@ pytestmark = pytest.mark.django_db
 
 def test_welcome_mail_has_text_html_and_a_working_set_password_link() -> None:
     user = User.objects.create_user("owner@example.com")
-    message = account_mail("welcome", "Welcome!", "owner@example.com", "job123")
-    assert message is not None
+    raw = account_mail("welcome", "Welcome!", "owner@example.com", "job123")
+    assert raw is not None
+    message = message_from_bytes(raw, policy=policy.SMTP)
+    assert [part.defects for part in message.walk()] == [[], [], []]
+    assert message.get_content_type() == "multipart/alternative"
     assert message["To"] == "owner@example.com"
     assert message["Message-ID"] == message_id_for("job123") == "<job123@example.com>"
     parts = {
@@ -52,9 +55,8 @@ def test_welcome_mail_has_text_html_and_a_working_set_password_link() -> None:
 def test_headers_stay_ascii_for_unicode_names_and_domains(settings: Any) -> None:
     settings.DEFAULT_FROM_EMAIL = "Zoë's Café <hello@café.example>"
     User.objects.create_user("owner@bücher.example")
-    message = account_mail("welcome", "Grüße", "owner@bücher.example", "j1")
-    assert message is not None
-    raw = message.as_bytes()
+    raw = account_mail("welcome", "Grüße", "owner@bücher.example", "j1")
+    assert raw is not None
     assert raw.isascii()
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["To"] == "owner@xn--bcher-kva.example"
