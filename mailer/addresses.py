@@ -15,6 +15,7 @@ non-transitional is what browsers and current MTAs resolve, and its mapping
 folds case, fullwidth forms and ligatures, as the transport must.
 """
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -97,6 +98,10 @@ def ascii_domain(domain: str) -> str:
         raise UndeliverableAddress(INVALID) from None
 
 
+# Most signups share a few domains, and their IDNA mapping was ~3 % of the
+# server CPU under signup load (py-spy; the view and the mail both look):
+# each domain is mapped once. A refused one raises, and is not cached.
+@functools.lru_cache(maxsize=1024)
 def _mail_domain(domain: str) -> str:
     """A recipient's domain: a name with a top-level domain, never an IP address."""
     if domain.startswith("["):  # An address literal: user@[192.0.2.1], user@[IPv6:...].
