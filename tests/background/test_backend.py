@@ -48,6 +48,8 @@ def test_enqueue_writes_the_job_in_the_callers_transaction() -> None:
         None,
     )
     assert stored.run_after == stored.enqueued_at
+    # Read back, the result's task carries the job's priority, not the task's default.
+    assert result.task.priority == send_welcome_email.get_result(result.id).task.priority == 5
 
 
 async def test_a_runner_with_room_claims_the_job_in_the_insert(start_runner: Any) -> None:
