@@ -53,7 +53,7 @@ def active_runner() -> "JobRunner | None":
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerConfig:
-    concurrency: int = 16  # TASKS_CONCURRENCY's default: see asgi_project/settings.py.
+    concurrency: int = 64  # TASKS_CONCURRENCY's default: see asgi_project/settings.py.
     max_attempts: int = 20
     retry_base_delay: float = 2.0
     retry_max_delay: float = 3600.0
