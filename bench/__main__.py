@@ -30,6 +30,9 @@ from .search import SearchPlan
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ["sqlite-w1", "postgres-w1", "postgres-w2"]
 SMOKE_SHAPES = ["sqlite-w1", "postgres-w2"]
+# Where a full run measures the peers: the shapes the goals compare them on
+# (bench/goals.py). Every peer on every shape would add ~25 minutes for no goal.
+PEER_SHAPES = ["sqlite-w1", "postgres-w2"]
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
@@ -46,6 +49,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help=f"<sqlite|postgres>-w<N> ({' '.join(SHAPES)}; smoke: {' '.join(SMOKE_SHAPES)})",
     )
     add("--scenarios", nargs="+", choices=list(SCENARIOS), help="default: all")
+    add(
+        "--peer-shapes",
+        nargs="+",
+        help=f"shapes the peers run on, or 'all' ({' '.join(PEER_SHAPES)}; smoke: all)",
+    )
     add("--phases", nargs="+", choices=list(PHASES), help="default: all")
     add("--postgres", default=POSTGRES, help="server where bench_<pid>_* databases are made")
     add("--step-seconds", type=float, help="sustained: s per step (60; smoke 2)")
@@ -101,12 +109,14 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
     else:
         out = RESULTS / started.strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
+    peer_shapes = pick(args.peer_shapes, PEER_SHAPES, ["all"])
     sinks = ["bench"] if smoke or not shutil.which("smtp-sink") else ["bench", "smtp-sink"]
     return Config(
         smoke=smoke,
         out=out,
         shapes=args.shapes or list(map(Shape.parse, SMOKE_SHAPES if smoke else SHAPES)),
         scenarios=args.scenarios or list(SCENARIOS),
+        peer_shapes=None if peer_shapes == ["all"] else peer_shapes,
         phases=args.phases or list(PHASES),
         postgres_url=args.postgres,
         mail_wait=pick(args.mail_wait, 60.0, 20.0),

@@ -19,6 +19,7 @@ class Config:
     out: Path
     shapes: list[Shape]
     scenarios: list[str]
+    peer_shapes: list[str] | None  # where the peers run (None: every shape they apply to)
     phases: list[str]
     postgres_url: str  # a server where this user may create databases
     # Every session.

@@ -57,6 +57,8 @@ class Run:
         config = self.config
         first = shape == config.shapes[0]
         names = [n for n in config.scenarios if first or SCENARIOS[n].every_shape]
+        if config.peer_shapes is not None and str(shape) not in config.peer_shapes:
+            names = [n for n in names if not SCENARIOS[n].peer]
         if config.smoke:
             names = [n for n in names if n in SMOKE_SCENARIOS.get(phase, names)]
             names = [n for n in names if first or n in SMOKE_OTHER_SHAPES]
