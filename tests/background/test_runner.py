@@ -160,8 +160,8 @@ async def test_deferred_job_waits_for_run_after(
     await start_runner()
     # SMTPTestServer stamps arrivals with time.monotonic(): run_after is taken
     # after this reading, so it falls at or after `not_before` on that clock.
-    not_before = time.monotonic() + 0.3
-    due = timezone.now() + timedelta(seconds=0.3)
+    not_before = time.monotonic() + 0.1
+    due = timezone.now() + timedelta(seconds=0.1)
     result = await send_welcome_email.using(run_after=due).aenqueue("later@example.com")
     assert (await job(result.id)).lease_owner is None  # Not handed over: not due yet.
 
@@ -180,7 +180,7 @@ async def test_drain_deadline_releases_unfinished_jobs_for_the_next_start(
     results = [await send_welcome_email.aenqueue(email) for email in emails]
     await until(lambda: smtp_server.data_commands == 1, "the first mail at the SMTP server")
 
-    finished_count, left = await runner.stop(drain_timeout=0.2)
+    finished_count, left = await runner.stop(drain_timeout=0.05)
     # One cancelled at the server, one waiting in memory; the third was never
     # handed over (no room) and stayed in the ledger.
     assert (finished_count, left) == (0, 2)
@@ -201,7 +201,7 @@ async def test_drain_deadline_releases_unfinished_jobs_for_the_next_start(
 async def test_drain_waits_for_jobs_that_finish_in_time(
     smtp_server: SMTPTestServer, start_runner: Any
 ) -> None:
-    smtp_server.delay = 0.3
+    smtp_server.delay = 0.1  # Still at the server when the drain starts.
     await new_accounts("drain@example.com")
     runner = await start_runner()
     result = await send_welcome_email.aenqueue("drain@example.com")
@@ -214,19 +214,21 @@ async def test_drain_waits_for_jobs_that_finish_in_time(
 async def test_two_runners_share_the_jobs_and_never_send_one_twice(
     smtp_server: SMTPTestServer, start_runner: Any
 ) -> None:
-    # Each mail takes a while, so one runner (4 at a time) cannot take all 30
-    # before the other one claims: both must work.
-    smtp_server.delay = 0.05
-    emails = [f"shared{i}@example.com" for i in range(30)]
+    emails = [f"shared{i}@example.com" for i in range(12)]
     await new_accounts(*emails)
     for email in emails:
         await send_welcome_email.aenqueue(email)
+    # The server holds the mails until 8 are at it together: one runner
+    # sends at most 4 at a time (FAST), so both must have claimed jobs.
+    smtp_server.hold()
     first = await start_runner()
     second = await start_runner()
-    jobs = await all_finished(30)
+    await until(lambda: smtp_server.data_commands >= 8, "8 mails at the server at once")
+    smtp_server.release()
+    jobs = await all_finished(12)
     assert {j.status for j in jobs} == {TaskResultStatus.SUCCESSFUL}
     assert sorted(smtp_server.recipients()) == sorted(emails)  # Each exactly once.
-    assert smtp_server.data_commands == 30
+    assert smtp_server.data_commands == 12
     owners = [tuple(j.worker_ids) for j in jobs]
     assert set(owners) == {(first.worker_id,), (second.worker_id,)}
 
@@ -251,7 +253,7 @@ async def test_a_job_handed_over_after_its_lease_ran_out_is_sent_once(
     # A signup whose database thread was held up (a stalled database) commits
     # after its job's lease ran out: the sweeper claims that job as an orphan,
     # and the late hand-over must not run it a second time.
-    smtp_server.delay = 0.3  # Both runs would be at the server together.
+    smtp_server.delay = 0.1  # Both runs would be at the server together.
     await new_accounts("late@example.com")
     runner = await start_runner()
     expired = await Job.objects.acreate(
