@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,20 @@ from tests.support.processes import FreshProcess, in_fresh_process
 from tests.support.smtp_server import SMTPTestServer
 
 PERMISSIONS_UID = "django.contrib.auth.management.create_permissions"
+E2E = Path(__file__).parent / "e2e"
+QUICK_LOOP = "not e2e"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """For the quick loop, leave tests/e2e/ unimported rather than deselect all of it.
+
+    Every test there is e2e (its conftest marks them); importing them (selenium,
+    the process helpers, rewriting their asserts) cost ~0.5 s of a quick run.
+    Any other -m expression collects the directory as usual.
+    """
+    if collection_path == E2E and config.option.markexpr.strip() == QUICK_LOOP:
+        return True
+    return None
 
 
 def mailers_for(port: int, timeout: float = 2.0) -> dict[str, Any]:
