@@ -106,11 +106,11 @@ async def test_the_deadline_ends_with_the_body() -> None:
         while (await receive())["more_body"]:
             pass
         listening = asyncio.ensure_future(receive())
-        await asyncio.sleep(0.1)  # Well past the 0.02 s deadline.
+        await asyncio.sleep(0.05)  # Well past the 0.01 s deadline.
         assert not listening.done()
         listening.cancel()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    client = await run(ScriptedClient([b"{}"]), declared=2, timeout=0.02, app=slow_view)
+    client = await run(ScriptedClient([b"{}"]), declared=2, timeout=0.01, app=slow_view)
     assert client.status == 204

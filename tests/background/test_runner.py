@@ -160,8 +160,8 @@ async def test_deferred_job_waits_for_run_after(
     await start_runner()
     # SMTPTestServer stamps arrivals with time.monotonic(): run_after is taken
     # after this reading, so it falls at or after `not_before` on that clock.
-    not_before = time.monotonic() + 0.1
-    due = timezone.now() + timedelta(seconds=0.1)
+    not_before = time.monotonic() + 0.05
+    due = timezone.now() + timedelta(seconds=0.05)
     result = await send_welcome_email.using(run_after=due).aenqueue("later@example.com")
     assert (await job(result.id)).lease_owner is None  # Not handed over: not due yet.
 
