@@ -151,5 +151,5 @@ class SMTPTestServer:
             with self._lock:
                 if len(self.received) >= count:
                     return list(self.received)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.005)
         raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.received)}")
