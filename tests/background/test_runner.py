@@ -121,6 +121,8 @@ async def test_every_job_line_says_which_job_and_attempt_and_why(
     ):
         result = await send_welcome_email.aenqueue("twice@example.com")
         await finished(result)
+        # Django logs the failure once the outcome is written: a moment later.
+        await until(lambda: len(task_records) >= 1, "Django's line for the failed task")
     assert result.status == TaskResultStatus.FAILED
 
     runner_lines = [r for r in records if r.name == "background.runner"]

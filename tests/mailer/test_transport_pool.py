@@ -142,7 +142,8 @@ async def test_the_open_connections_gauge_follows_the_pool(
     async with held_at_the_server(transport, server, addresses("grow", 2 * MAX)):
         assert connections_counted() - baseline == server.open_sessions() == MAX
     await until(lambda: server.open_sessions() == MIN, "back to the minimum", timeout=10)
-    assert connections_counted() - baseline == MIN
+    # The server may see a session end before the pool counts it closed.
+    await until(lambda: connections_counted() - baseline == MIN, "the gauge at the minimum")
     # A connection the server dropped is replaced: still one each.
     server.script("drop")
     await send_all(transport, addresses("redo", 1))
