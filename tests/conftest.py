@@ -1,9 +1,12 @@
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.management import create_permissions
 from django.contrib.contenttypes.management import create_contenttypes
+from django.db import connection
 from django.db.models.signals import post_migrate
 from django.test import override_settings
 
@@ -11,6 +14,20 @@ from tests.support.processes import FreshProcess, in_fresh_process
 from tests.support.smtp_server import SMTPTestServer
 
 PERMISSIONS_UID = "django.contrib.auth.management.create_permissions"
+E2E = Path(__file__).parent / "e2e"
+QUICK_LOOP = "not e2e"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """For the quick loop, leave tests/e2e/ unimported rather than deselect all of it.
+
+    Every test there is e2e (its conftest marks them); importing them (selenium,
+    the process helpers, rewriting their asserts) cost ~0.5 s of a quick run.
+    Any other -m expression collects the directory as usual.
+    """
+    if collection_path == E2E and config.option.markexpr.strip() == QUICK_LOOP:
+        return True
+    return None
 
 
 def mailers_for(port: int, timeout: float = 2.0) -> dict[str, Any]:
@@ -50,12 +67,13 @@ def smtp_server() -> Iterator[SMTPTestServer]:
     server.stop()
 
 
-@pytest.fixture(autouse=True)
-def _no_rate_limits_unless_asked(settings: Any) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _no_rate_limits_unless_asked() -> Iterator[None]:
     # Tests sign up many addresses from one client; the rate-limit tests set
-    # their own limits.
-    settings.SIGNUP_RATE_PER_IP = "off"
-    settings.MAIL_RATE_PER_ADDRESS = "off"
+    # their own limits (the ``settings`` fixture puts these back after each).
+    # Once for the session: per test it cost two setting changes and undos.
+    with override_settings(SIGNUP_RATE_PER_IP="off", MAIL_RATE_PER_ADDRESS="off"):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -73,3 +91,22 @@ def _quick_database_tests() -> Iterator[None]:
         yield
     post_migrate.connect(create_contenttypes)
     post_migrate.connect(create_permissions, dispatch_uid=PERMISSIONS_UID)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's test database, with one idle connection kept open on it.
+
+    Django closes its connections after each ``transaction=True`` test; when
+    the last connection to a WAL-mode SQLite file closes, SQLite checkpoints
+    the log and deletes it, and the next connection creates it again: ~1.6 ms
+    per such test, most of their flush. This connection never holds a
+    transaction or a lock; it only keeps the log in place.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    keeper = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    yield
+    keeper.close()

@@ -8,9 +8,9 @@ from background.runner import JobRunner, RunnerConfig
 # A runner that polls, retries and drains in fractions of a second.
 FAST = RunnerConfig(
     concurrency=4,
-    poll_interval=0.05,
-    retry_base_delay=0.05,
-    retry_max_delay=0.2,
+    poll_interval=0.02,
+    retry_base_delay=0.02,
+    retry_max_delay=0.1,
     lease_seconds=30,
     drain_timeout=5,
 )

@@ -78,7 +78,10 @@ async def test_a_full_runner_leaves_the_job_to_the_ledger(
     smtp_server.delay = 2  # The first job holds the only slot meanwhile.
     emails = [f"full{i}@example.com" for i in range(3)]
     await new_accounts(*emails)
-    runner = await start_runner(concurrency=1)  # Holds 2 jobs: one running, one waiting.
+    # Holds 2 jobs: one running, one waiting. No poll meanwhile: a sweep that
+    # began before the hand-overs would claim the third with the room it saw then.
+    runner = await start_runner(concurrency=1, poll_interval=600)
+    await sweeps(runner, 1)  # The sweep at start.
     results = [await send_welcome_email.aenqueue(email) for email in emails]
     owners = [(await Job.objects.aget(id=r.id)).lease_owner for r in results]
     assert owners == [runner.worker_id, runner.worker_id, None]

@@ -1,5 +1,6 @@
 """The database threads: where calls run, how outages surface, how connections are replaced."""
 
+import asyncio
 import sqlite3
 import threading
 from typing import Any
@@ -47,13 +48,24 @@ async def test_a_locked_database_is_unavailable_within_the_timeout(settings: Any
     database = django_settings.DATABASES["default"]["NAME"]
     locker = sqlite3.connect(database, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")  # Another process holds the write lock.
-    settings.DATABASE_TIMEOUT = 0.3
+    settings.DATABASE_TIMEOUT = 0.1
+    ended = threading.Event()
+
+    def create_locked() -> None:
+        try:
+            User.objects.create_user("locked@example.com")
+        finally:
+            ended.set()
+
     try:
-        with pytest.raises(DatabaseUnavailable, match=r"no answer within 0\.3 s"):
-            await request_threads.run(User.objects.create_user, "locked@example.com")
+        with pytest.raises(DatabaseUnavailable, match=r"no answer within 0\.1 s"):
+            await request_threads.run(create_locked)
     finally:
         locker.execute("ROLLBACK")
         locker.close()
+    # The call its caller gave up on goes on once the lock is free: let it end
+    # here, not write its row after this test's flush, into the next test.
+    assert await asyncio.to_thread(ended.wait, 10)
     # Once the lock is gone the same call works (on another thread, or the same
     # once its lock wait ended).
     await request_threads.run(User.objects.create_user, "unlocked@example.com")

@@ -111,7 +111,10 @@ async def test_the_writer_does_not_log_as_the_job_whose_outcome_started_it(
     assert not hasattr(failure, "job_id") and not hasattr(recovery, "job_id")
 
 
-async def test_closing_the_writer_leaves_unwritten_outcomes_to_the_leases() -> None:
+async def test_closing_the_writer_leaves_unwritten_outcomes_to_the_leases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outcomes, "RETRY_PAUSES", (0.01,))
     [job] = await claimed_jobs(1)
 
     async def database_away() -> None:

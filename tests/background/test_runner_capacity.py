@@ -41,7 +41,7 @@ async def test_a_backlog_is_swept_again_once_a_claim_batch_of_slots_is_free(
     relay.script(*["stall"] * STALLED)  # These hold their slots.
 
     # No poll during the test: only a sweep for the backlog can start more jobs.
-    runner = JobRunner(RunnerConfig(concurrency=SLOTS, poll_interval=600, drain_timeout=0.1))
+    runner = JobRunner(RunnerConfig(concurrency=SLOTS, poll_interval=600, drain_timeout=0))
     await runner.start()
     try:
         # The first claim's other CLAIM_BATCH jobs free their slots, which
@@ -49,4 +49,4 @@ async def test_a_backlog_is_swept_again_once_a_claim_batch_of_slots_is_free(
         arrived = await relay.until(2 * SLOTS - STALLED, timeout=15)
         assert len({mail.recipients[0] for mail in arrived}) == len(arrived)
     finally:
-        await runner.stop(drain_timeout=0.1)  # The stalled never finish.
+        await runner.stop(drain_timeout=0)  # The stalled never finish.

@@ -1,6 +1,5 @@
 """The runner prunes the ledger by itself: nobody has to remember a cron job."""
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -9,6 +8,7 @@ from django.utils import timezone
 
 from background.models import Job
 from background.runner import JobRunner, RunnerConfig
+from tests.support.jobs import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,12 +21,14 @@ async def test_runner_deletes_expired_finished_jobs_on_its_own() -> None:
     await Job.objects.acreate(
         id="recent", status=TaskResultStatus.SUCCESSFUL, finished_at=timezone.now()
     )
-    runner = JobRunner(RunnerConfig(poll_interval=0.05, housekeeping_interval=0.1))
+    runner = JobRunner(RunnerConfig(poll_interval=0.05, housekeeping_interval=0.02))
     await runner.start()
     try:
-        async with asyncio.timeout(10):
-            while await Job.objects.filter(id="expired").aexists():
-                await asyncio.sleep(0.05)
+
+        async def deleted() -> bool:
+            return not await Job.objects.filter(id="expired").aexists()
+
+        await until(deleted, "the expired job deleted", timeout=10)
     finally:
         await runner.stop(drain_timeout=1)
     assert [job.id async for job in Job.objects.all()] == ["recent"]

@@ -9,7 +9,7 @@ from background.runner import JobRunner, RunnerConfig
 async def runner() -> AsyncIterator[JobRunner]:
     """A runner on the test's loop that polls and retries in fractions of a second."""
     config = RunnerConfig(
-        concurrency=4, poll_interval=0.05, retry_base_delay=0.05, retry_max_delay=0.2
+        concurrency=4, poll_interval=0.02, retry_base_delay=0.02, retry_max_delay=0.1
     )
     runner = JobRunner(config)
     await runner.start()

@@ -1,6 +1,5 @@
 """The mail tasks through the runner: canonical envelope, undeliverable addresses fail once."""
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from mailer.outbox import stored_message
 from mailer.tasks import send_stored_message, send_welcome_email
 from signup.models import User
 from tests.conftest import mailers_for
+from tests.support import jobs
 from tests.support.log_records import log_records
 from tests.support.smtp_server import SMTPTestServer
 
@@ -31,11 +31,8 @@ def plain_server() -> Iterator[SMTPTestServer]:
     server.stop()
 
 
-async def finished(result: TaskResult, timeout: float = 10.0) -> TaskResult:
-    async with asyncio.timeout(timeout):
-        while not result.is_finished:
-            await asyncio.sleep(0.05)
-            await result.arefresh()
+async def finished(result: TaskResult) -> TaskResult:
+    await jobs.finished(result, timeout=10)
     return result
 
 

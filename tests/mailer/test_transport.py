@@ -122,7 +122,7 @@ async def test_reconnects_after_the_server_dropped_an_idle_connection() -> None:
 
 
 async def test_pool_size_bounds_concurrent_connections() -> None:
-    server = SessionCountingServer(delay=0.05).start()
+    server = SessionCountingServer(delay=0.02).start()
     try:
         transport = SMTPTransport(
             host="127.0.0.1", port=server.port, timeout=5, min_connections=2, max_connections=2

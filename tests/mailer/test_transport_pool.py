@@ -5,7 +5,8 @@ what the server saw, not by the transport's own bookkeeping.
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from email.message import EmailMessage
 
 import pytest
@@ -17,12 +18,14 @@ from tests.support.processes import FreshProcess
 from tests.support.smtp_sessions import SessionCountingServer
 
 MIN, MAX = 2, 6
+# Far longer than a connection waits between two mails of a burst (it is
+# handed straight to the next waiting send), far shorter than a test.
+IDLE_TIMEOUT = 0.05
 
 
 @pytest.fixture
-def slow_server() -> Iterator[SessionCountingServer]:
-    """Long enough per mail that concurrent sends overlap on a busy machine."""
-    server = SessionCountingServer(delay=0.1).start()
+def server() -> Iterator[SessionCountingServer]:
+    server = SessionCountingServer().start()
     yield server
     server.stop()
 
@@ -50,52 +53,80 @@ async def send_all(transport: SMTPTransport, recipients: list[str]) -> None:
     await asyncio.gather(*(send(to) for to in recipients))
 
 
+@asynccontextmanager
+async def held_at_the_server(
+    transport: SMTPTransport, server: SessionCountingServer, recipients: list[str]
+) -> AsyncIterator[None]:
+    """Send ``recipients`` at once; the block runs while the server holds MAX of them.
+
+    MAX mails at the server together can only travel on MAX connections, so
+    the pool must have grown to its maximum: no guessing how long a mail
+    should take for the sends to overlap.
+    """
+    server.hold()
+    before = server.data_commands
+    sending = asyncio.ensure_future(send_all(transport, recipients))
+    try:
+        await until(lambda: server.data_commands - before >= MAX, f"{MAX} mails at the server")
+        yield
+    finally:
+        server.release()
+        await sending
+
+
+async def burst(
+    transport: SMTPTransport, server: SessionCountingServer, recipients: list[str]
+) -> None:
+    async with held_at_the_server(transport, server, recipients):
+        pass
+
+
 def addresses(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i}@example.com" for i in range(count)]
 
 
 async def test_the_pool_grows_past_its_minimum_to_its_maximum_and_reuses_its_connections(
-    slow_server: SessionCountingServer,
+    server: SessionCountingServer,
 ) -> None:
-    transport = pool_for(slow_server, idle_timeout=60)
+    transport = pool_for(server, idle_timeout=60)
     first, second = addresses("first", 2 * MAX), addresses("second", 2 * MAX)
-    await send_all(transport, first)
+    await burst(transport, server, first)
     await send_all(transport, second)  # Well within the idle timeout: nothing closed between.
 
-    assert sorted(slow_server.recipients()) == sorted(first + second)  # Each exactly once.
-    assert slow_server.most_open == MAX
-    assert slow_server.sessions_opened == MAX
+    assert sorted(server.recipients()) == sorted(first + second)  # Each exactly once.
+    assert server.most_open == MAX
+    assert server.sessions_opened == MAX
     await transport.close()
-    await until(lambda: slow_server.open_sessions() == 0, "every session closed", timeout=10)
-    assert slow_server.quits == MAX
+    await until(lambda: server.open_sessions() == 0, "every session closed", timeout=10)
+    assert server.quits == MAX
 
 
 async def test_connections_beyond_the_minimum_close_after_the_idle_timeout(
-    slow_server: SessionCountingServer,
+    server: SessionCountingServer,
 ) -> None:
-    transport = pool_for(slow_server, idle_timeout=0.25)
-    burst = addresses("burst", 2 * MAX)
-    await send_all(transport, burst)
-    assert slow_server.most_open == MAX
+    transport = pool_for(server, idle_timeout=IDLE_TIMEOUT)
+    first = addresses("burst", 2 * MAX)
+    await burst(transport, server, first)
+    assert server.most_open == MAX
 
-    await until(lambda: slow_server.open_sessions() == MIN, "back to the minimum", timeout=10)
-    assert slow_server.quits == MAX - MIN  # Closed politely, not dropped.
+    await until(lambda: server.open_sessions() == MIN, "back to the minimum", timeout=10)
+    assert server.quits == MAX - MIN  # Closed politely, not dropped.
     # The minimum stayed open: the next mails go out on it, no new session.
     after = addresses("after", MIN)
     await send_all(transport, after)
-    assert slow_server.sessions_opened == MAX
-    assert sorted(slow_server.recipients()) == sorted(burst + after)
+    assert server.sessions_opened == MAX
+    assert sorted(server.recipients()) == sorted(first + after)
     await transport.close()
 
 
-async def test_the_pool_grows_again_after_shrinking(slow_server: SessionCountingServer) -> None:
-    transport = pool_for(slow_server, idle_timeout=0.2)
-    await send_all(transport, addresses("one", 2 * MAX))
-    await until(lambda: slow_server.open_sessions() == MIN, "back to the minimum", timeout=10)
-    slow_server.most_open = 0
-    await send_all(transport, addresses("two", 2 * MAX))
-    assert slow_server.most_open == MAX
-    assert len(slow_server.received) == 4 * MAX
+async def test_the_pool_grows_again_after_shrinking(server: SessionCountingServer) -> None:
+    transport = pool_for(server, idle_timeout=IDLE_TIMEOUT)
+    await burst(transport, server, addresses("one", 2 * MAX))
+    await until(lambda: server.open_sessions() == MIN, "back to the minimum", timeout=10)
+    server.most_open = 0
+    await burst(transport, server, addresses("two", 2 * MAX))
+    assert server.most_open == MAX
+    assert len(server.received) == 4 * MAX
     await transport.close()
 
 
@@ -104,16 +135,17 @@ def connections_counted() -> float:
 
 
 async def test_the_open_connections_gauge_follows_the_pool(
-    slow_server: SessionCountingServer,
+    server: SessionCountingServer,
 ) -> None:
     baseline = connections_counted()
-    transport = pool_for(slow_server, idle_timeout=0.3)
-    await send_all(transport, addresses("grow", 2 * MAX))
-    assert connections_counted() - baseline == slow_server.open_sessions() == MAX
-    await until(lambda: slow_server.open_sessions() == MIN, "back to the minimum", timeout=10)
-    assert connections_counted() - baseline == MIN
+    transport = pool_for(server, idle_timeout=IDLE_TIMEOUT)
+    async with held_at_the_server(transport, server, addresses("grow", 2 * MAX)):
+        assert connections_counted() - baseline == server.open_sessions() == MAX
+    await until(lambda: server.open_sessions() == MIN, "back to the minimum", timeout=10)
+    # The server may see a session end before the pool counts it closed.
+    await until(lambda: connections_counted() - baseline == MIN, "the gauge at the minimum")
     # A connection the server dropped is replaced: still one each.
-    slow_server.script("drop")
+    server.script("drop")
     await send_all(transport, addresses("redo", 1))
     assert connections_counted() - baseline == MIN
     await transport.close()

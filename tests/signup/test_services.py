@@ -70,7 +70,7 @@ async def test_a_backend_outside_the_database_gets_the_job_after_the_commit(sett
 async def test_a_signup_answered_503_commits_nothing_once_the_lock_is_freed(settings: Any) -> None:
     # The call waits for the lock longer than its caller waits for the call
     # (SQLite's busy timeout is the DATABASE_TIMEOUT the connection opened with).
-    settings.DATABASE_TIMEOUT = 0.3
+    settings.DATABASE_TIMEOUT = 0.1
     outcome: list[BaseException | None] = []
     finished = threading.Event()
 

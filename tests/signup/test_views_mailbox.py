@@ -1,6 +1,5 @@
 """One mailbox, however a client writes it, is one account and one per-address mail limit."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from background.models import Job
 from background.runner import JobRunner, RunnerConfig
 from signup.models import User
 from tests.signup.test_validation import EQUIVALENT_SPELLINGS
+from tests.support.jobs import all_finished
 from tests.support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,19 +22,10 @@ SPELLINGS = EQUIVALENT_SPELLINGS[MAILBOX]
 
 @pytest.fixture
 async def runner(smtp_server: SMTPTestServer) -> AsyncIterator[JobRunner]:
-    runner = JobRunner(RunnerConfig(concurrency=4, poll_interval=0.05, drain_timeout=5))
+    runner = JobRunner(RunnerConfig(concurrency=4, poll_interval=0.02, drain_timeout=5))
     await runner.start()
     yield runner
     await runner.stop(drain_timeout=2)
-
-
-async def all_jobs_finished(timeout: float = 10.0) -> list[Job]:
-    async with asyncio.timeout(timeout):
-        while True:
-            jobs = [job async for job in Job.objects.all()]
-            if all(job.status == TaskResultStatus.SUCCESSFUL for job in jobs):
-                return jobs
-            await asyncio.sleep(0.05)
 
 
 async def test_spellings_of_one_mailbox_make_one_account_and_share_its_mail_limit(
@@ -49,8 +40,9 @@ async def test_spellings_of_one_mailbox_make_one_account_and_share_its_mail_limi
         assert response.status_code == 201, spelling
 
     assert [user.email async for user in User.objects.all()] == [MAILBOX]
-    jobs = await all_jobs_finished()
-    assert len(jobs) == 3
+    assert await Job.objects.acount() == 3
+    jobs = await all_finished(3)
+    assert {job.status for job in jobs} == {TaskResultStatus.SUCCESSFUL}
     assert {tuple(job.args) for job in jobs} == {(MAILBOX,)}
     mails = await smtp_server.until(3)
     assert len(mails) == 3
