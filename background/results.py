@@ -16,7 +16,8 @@ def load_task(task_path: str) -> Task:
 
 def _as_queued(task: Task, job: Job) -> Task:
     """``task`` with the job's priority, queue and backend."""
-    if (task.priority, task.queue_name, task.backend) == (job.priority, job.queue_name, job.backend):
+    queued = (job.priority, job.queue_name, job.backend)
+    if (task.priority, task.queue_name, task.backend) == queued:
         # Nearly always. Task.using() builds an equal Task and validates it
         # against a backend it instantiates anew in each job's context: that
         # was ~6 % of the server's CPU under signup load (py-spy).

@@ -337,7 +337,9 @@ class JobRunner:
         # half the slots are free instead of waiting for the next poll.
         self._backlog = len(jobs) == room
         for job in jobs:
-            if self._accepting:
+            # Jobs handed over while the claim ran may have taken the slots
+            # it counted on: the rest wait their turn in memory.
+            if self._accepting and len(self._running) < self.config.concurrency:
                 self._start(job)
             else:
                 self._waiting.append(job)
