@@ -17,6 +17,7 @@ from tests.support.smtp_server import SMTPTestServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 READY, RUNNING = TaskResultStatus.READY, TaskResultStatus.RUNNING
+SUCCESSFUL = TaskResultStatus.SUCCESSFUL
 TASK = {
     "task_path": "mailer.tasks.send_welcome_email",
     "backend": "default",
@@ -57,6 +58,23 @@ def test_an_outcome_is_written_only_by_the_lease_holder() -> None:
     assert ledger.write_outcomes([(ledger.record_success, (stale, "me", True))]) == [False]
     stored = Job.objects.get(id="taken")
     assert (stored.status, stored.lease_owner) == (RUNNING, "newer-owner")
+
+
+def test_alike_successes_in_one_batch_are_written_only_where_the_lease_is_still_held() -> None:
+    for job_id in ("first", "second", "lost"):
+        ledger_job(job_id, status=RUNNING, attempts=1, lease_owner="me")
+    held = {j.id: j for j in Job.objects.all()}
+    Job.objects.filter(id="lost").update(lease_owner="newer-owner")  # Taken over meanwhile.
+
+    writes = [(ledger.record_success, (held[job_id], "me", True)) for job_id in held]
+    assert ledger.write_outcomes(writes) == [job_id != "lost" for job_id in held]
+    stored = {j.id: j for j in Job.objects.all()}
+    for job_id in ("first", "second"):
+        assert (stored[job_id].status, stored[job_id].lease_owner) == (SUCCESSFUL, None)
+        assert (stored[job_id].worker_ids, stored[job_id].return_value) == (["me"], True)
+        assert held[job_id].status == SUCCESSFUL  # The caller's copy follows the commit.
+    assert (stored["lost"].status, stored["lost"].lease_owner) == (RUNNING, "newer-owner")
+    assert held["lost"].status == RUNNING
 
 
 def test_released_jobs_are_due_at_once_and_only_started_ones_keep_their_attempt() -> None:

@@ -64,6 +64,22 @@ async def test_outcomes_arriving_during_a_write_go_together_in_the_next_batch() 
     assert statuses == {TaskResultStatus.SUCCESSFUL}
 
 
+async def test_outcomes_soon_after_a_write_wait_out_the_interval_and_go_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outcomes, "MIN_FLUSH_INTERVAL", 0.5)  # Outlasts the test's steps.
+    first, second, third = await claimed_jobs(3)
+    batches: list[int] = []
+    writer = OutcomeWriter(recording(batches))
+    assert await writer.write(ledger.record_success, first, WORKER, True)  # At once.
+    waiting = asyncio.create_task(writer.write(ledger.record_success, second, WORKER, True))
+    await asyncio.sleep(0.01)
+    assert batches == [1]  # The second waits out the interval...
+    assert await writer.write(ledger.record_success, third, WORKER, True)
+    assert await waiting
+    assert batches == [1, 2]  # ...and the third joins it in one transaction.
+
+
 async def test_a_batch_the_database_refused_is_retried_until_written(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
