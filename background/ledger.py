@@ -113,34 +113,49 @@ def claim_ready_jobs(
         )
 
 
-def _finish_attempt(job: Job, worker_id: str, **outcome: Any) -> bool:
-    """Write the attempt's outcome, also onto ``job`` itself; False if the lease was lost.
+def _finish_attempts(jobs: list[Job], worker_id: str, **outcome: Any) -> list[bool]:
+    """Write one outcome to the attempts of ``jobs`` in one UPDATE, also onto the jobs.
 
-    ``job`` changes only once the write has committed: a batch that rolls back
-    is retried from the same state.
+    The jobs share a history (``worker_ids``). Returns, per job, False if its
+    lease was lost. The jobs change only once the write has committed: a
+    batch that rolls back is retried from the same state.
     """
     outcome |= {
-        "worker_ids": [*job.worker_ids, worker_id],
+        "worker_ids": [*jobs[0].worker_ids, worker_id],
         "lease_owner": None,
         "lease_expires_at": None,
     }
-    updated = Job.objects.filter(id=job.id, lease_owner=worker_id).update(**outcome)
+    ids = [job.id for job in jobs]
+    updated = Job.objects.filter(id__in=ids, lease_owner=worker_id).update(**outcome)
+    if updated in (0, len(ids)):
+        written = set(ids) if updated else set()
+    else:
+        # Some of several leases were lost (rare). Several jobs share an
+        # outcome only as successes, which carry their finish time: the rows
+        # this UPDATE wrote are the ones with that time.
+        written = set(
+            Job.objects.filter(
+                id__in=ids, lease_owner=None, finished_at=outcome["finished_at"]
+            ).values_list("id", flat=True)
+        )
 
     def apply() -> None:
-        for name, value in outcome.items():
-            setattr(job, name, value)
+        for job in jobs:
+            if job.id in written:
+                for name, value in outcome.items():
+                    setattr(job, name, value)
 
     transaction.on_commit(apply)
-    return updated == 1
+    return [job.id in written for job in jobs]
 
 
 def record_success(job: Job, worker_id: str, return_value: Any) -> bool:
-    return _finish_attempt(
-        job,
-        worker_id,
-        status=SUCCESSFUL,
-        finished_at=timezone.now(),
-        return_value=return_value,
+    return _record_successes([job], worker_id, return_value)[0]
+
+
+def _record_successes(jobs: list[Job], worker_id: str, return_value: Any) -> list[bool]:
+    return _finish_attempts(
+        jobs, worker_id, status=SUCCESSFUL, finished_at=timezone.now(), return_value=return_value
     )
 
 
@@ -172,40 +187,10 @@ def record_failure(
     record = _trimmed(error) | {"failed_at": now.isoformat()}
     errors = [*job.errors, record][-KEPT_ERRORS:]
     if retry_at is not None:
-        return _finish_attempt(job, worker_id, status=READY, run_after=retry_at, errors=errors)
-    return _finish_attempt(job, worker_id, status=FAILED, finished_at=now, errors=errors)
-
-
-def _record_successes(jobs: list[Job], worker_id: str, return_value: Any) -> list[bool]:
-    """``record_success`` for jobs whose outcome is alike, in one UPDATE."""
-    now = timezone.now()
-    outcome = {
-        "status": SUCCESSFUL,
-        "finished_at": now,
-        "return_value": return_value,
-        "worker_ids": [*jobs[0].worker_ids, worker_id],
-        "lease_owner": None,
-        "lease_expires_at": None,
-    }
-    ids = [job.id for job in jobs]
-    updated = Job.objects.filter(id__in=ids, lease_owner=worker_id).update(**outcome)
-    written = set(ids)
-    if updated < len(ids):
-        # Some leases were lost (rare): the rows this UPDATE wrote carry its time.
-        written = set(
-            Job.objects.filter(id__in=ids, finished_at=now, lease_owner=None).values_list(
-                "id", flat=True
-            )
-        )
-
-    def apply() -> None:
-        for job in jobs:
-            if job.id in written:
-                for name, value in outcome.items():
-                    setattr(job, name, value)
-
-    transaction.on_commit(apply)
-    return [job.id in written for job in jobs]
+        outcome = {"status": READY, "run_after": retry_at, "errors": errors}
+    else:
+        outcome = {"status": FAILED, "finished_at": now, "errors": errors}
+    return _finish_attempts([job], worker_id, **outcome)[0]
 
 
 def write_outcomes(writes: list[tuple[Callable[..., bool], tuple[Any, ...]]]) -> list[bool]:

@@ -240,6 +240,10 @@ class JobRunner:
         lease = job.lease_expires_at
         if (lease is not None and lease <= timezone.now()) or job.id in self._held_ids():
             return
+        self._start_or_hold(job)
+
+    def _start_or_hold(self, job: Job) -> None:
+        """Start a job this runner holds if a slot is free; else it waits in memory."""
         if self._accepting and len(self._running) < self.config.concurrency:
             self._start(job)
         else:
@@ -336,13 +340,10 @@ class JobRunner:
         # A full batch means more are probably due: sweep again as soon as
         # half the slots are free instead of waiting for the next poll.
         self._backlog = len(jobs) == room
+        # Jobs handed over while the claim ran may have taken the slots it
+        # counted on: the rest wait their turn in memory.
         for job in jobs:
-            # Jobs handed over while the claim ran may have taken the slots
-            # it counted on: the rest wait their turn in memory.
-            if self._accepting and len(self._running) < self.config.concurrency:
-                self._start(job)
-            else:
-                self._waiting.append(job)
+            self._start_or_hold(job)
 
     def _held_ids(self) -> list[str]:
         return [job.id for job in (*self._running.values(), *self._waiting)]
