@@ -36,6 +36,16 @@ PEER_SHAPES = ["sqlite-w1", "postgres-w2"]
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
+def peer_shape(text: str) -> str:
+    """A shape's name, checked as --shapes checks it, or 'all'."""
+    if text == "all":
+        return text
+    try:
+        return str(Shape.parse(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +62,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     add(
         "--peer-shapes",
         nargs="+",
+        type=peer_shape,
         help=f"shapes the peers run on, or 'all' ({' '.join(PEER_SHAPES)}; smoke: all)",
     )
     add("--phases", nargs="+", choices=list(PHASES), help="default: all")
@@ -80,6 +91,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     add("--relay-delay", type=float, default=2.0, help="drain: the slow relay's s per mail")
     add("--relay-mails", type=int, help="drain: mails into the slow relay (600; smoke 20)")
+    add("--recovery-backlog", type=int, help="recovery: mails queued (10000; smoke 100)")
     add("--memory", nargs="*", type=int, help="memory: backlogs (1000 100000; smoke 50 200)")
     add("--memory-watch", type=float, help="memory: s per backlog (20; smoke 2)")
     add("--pickup-jobs", type=int, help="pickup: signups from another process (200; smoke 10)")
@@ -144,6 +156,7 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
         drain_sinks=args.drain_sinks or sinks,
         relay_delay=args.relay_delay,
         relay_count=pick(args.relay_mails, 600, 20),
+        recovery_backlog=pick(args.recovery_backlog, 10_000, 100),
         memory_backlogs=pick(args.memory, [1000, 100_000], [50, 200]),
         memory_watch=pick(args.memory_watch, 20.0, 2.0),
         pickup_jobs=pick(args.pickup_jobs, 200, 10),

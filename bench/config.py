@@ -44,6 +44,8 @@ class Config:
     drain_sinks: list[str]  # "bench" (the harness's sink) and/or "smtp-sink" (postfix's)
     relay_delay: float  # the slow relay's s per mail
     relay_count: int  # mails drained into the slow relay
+    # recovery: signups at half the project's sustained rate while a backlog drains.
+    recovery_backlog: int
     # memory: the product's RSS with a small and a large backlog.
     memory_backlogs: list[int]
     memory_watch: float

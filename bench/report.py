@@ -160,6 +160,22 @@ DRAIN_COLUMNS: list[Column] = [
     ("dup", _get("duplicates")),
     *USAGE,
 ]
+RECOVERY_COLUMNS: list[Column] = [
+    *WHERE,
+    ("queued", _get("queued")),
+    ("rate", _get("target_rate")),
+    ("p50", _get("latency_ms", "p50")),
+    ("p99", _get("latency_ms", "p99")),
+    ("max", _get("latency_ms", "max")),
+    ("p50, nothing queued", _get("quiet", "latency_ms", "p50")),
+    ("p99, nothing queued", _get("quiet", "latency_ms", "p99")),
+    ("errors", lambda r: _errors(r["statuses"])),
+    ("inbox p50", _inbox("p50")),
+    ("inbox p99", _inbox("p99")),
+    ("backlog sent during the load", _get("backlog_sent_during_load")),
+    ("backlog left at its end", _get("backlog_left_at_load_end")),
+    *USAGE,
+]
 MEMORY_COLUMNS: list[Column] = [
     *WHERE,
     ("queued", _get("queued")),
@@ -195,6 +211,23 @@ def _memory_rows(results: dict[str, Any]) -> list[Row]:
         for record in results["memory"]
         for count, figures in record["backlogs"].items()
     ]
+
+
+def _recovery_rows(results: dict[str, Any]) -> list[Row]:
+    """Each recovery row with the latency phase's row at the same rate, nothing queued."""
+    rows = []
+    for record in results.get("recovery", []):
+        quiet = next(
+            (
+                r
+                for r in results["latency"]
+                if (r["scenario"], r["shape"], r["fraction"], r["smtp_delay"])
+                == (record["scenario"], record["shape"], record["fraction"], 0.0)
+            ),
+            None,
+        )
+        rows.append({**record, "quiet": quiet})
+    return rows
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -239,6 +272,14 @@ def markdown(results: dict[str, Any]) -> str:
         parts += [
             "## Drain: a backlog queued with nothing running, then everything started",
             _table(DRAIN_COLUMNS, results["drain"]),
+        ]
+    if results.get("recovery"):
+        parts += [
+            "## Recovery: signups while a backlog drains",
+            "The backlog queued with nothing running, then the server started and, once it "
+            "answered, signups at half the project's sustained rate (0 s SMTP); beside them, "
+            "the latency phase's figures at the same rate with nothing queued (ms).",
+            _table(RECOVERY_COLUMNS, _recovery_rows(results)),
         ]
     if results["memory"]:
         parts += [

@@ -8,7 +8,7 @@ project's sustained rate.
 
 from typing import TYPE_CHECKING, Protocol
 
-from . import drain, latency, maximum, memory, pickup, sustained
+from . import drain, latency, maximum, memory, pickup, recovery, sustained
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -26,6 +26,7 @@ PHASES: dict[str, Phase] = {
     "latency": latency,
     "maximum": maximum,
     "drain": drain,
+    "recovery": recovery,
     "memory": memory,
     "pickup": pickup,
 }

@@ -35,6 +35,7 @@ def test_a_full_run_measures_the_peers_only_on_the_shapes_the_goals_compare(
     assert peers and peers <= names(run, "sustained", "sqlite-w1")
     assert peers <= names(run, "sustained", "postgres-w2")
     assert names(run, "sustained", "postgres-w1") == {"floor", "project"}
+    assert names(run, "recovery", "postgres-w2") == {"project"}
 
 
 def test_peer_shapes_all_measures_the_peers_on_every_shape(tmp_path: Path) -> None:
@@ -42,3 +43,12 @@ def test_peer_shapes_all_measures_the_peers_on_every_shape(tmp_path: Path) -> No
     run = new_run(argv)
     peers = {name for name, scenario in SCENARIOS.items() if scenario.peer}
     assert peers <= names(run, "sustained", "postgres-w1")
+
+
+def test_a_peer_shape_that_is_not_a_shape_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        new_run(["run", "--out", str(tmp_path), "--peer-shapes", "postgres-2"])
+    assert exit.value.code == 2
+    assert "'postgres-2': expected <sqlite|postgres>-w<workers>" in capsys.readouterr().err
