@@ -27,15 +27,21 @@ def applies(scenario: Scenario, shape: Shape) -> bool:
     return True
 
 
+def base_rate(run: "Run", phase: str, shape: Shape) -> float | None:
+    """The 100 % of the phase's rates on ``shape``; a failure of the run if there is none."""
+    base = run.config.base_rate or sustained_rate(run, BASE, shape)
+    if not base:
+        run.fail(
+            f"{phase} {shape}: no base rate ({BASE}'s sustained rate was not measured "
+            "or none passed; give --base-rate)"
+        )
+    return base
+
+
 async def run(run: "Run", shape: Shape, scenarios: list[Scenario]) -> None:
     config = run.config
-    base = config.base_rate or sustained_rate(run, BASE, shape)
+    base = base_rate(run, "latency", shape) if scenarios else None
     if not base:
-        if scenarios:
-            run.fail(
-                f"latency {shape}: no base rate ({BASE}'s sustained rate was not measured "
-                "or none passed; give --base-rate)"
-            )
         return
     for scenario in scenarios:
         for delay in config.delays:

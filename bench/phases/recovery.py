@@ -19,8 +19,7 @@ from ..measure import open_step
 from ..procs import Sink
 from ..scenarios import Scenario, Shape
 from ..session import Session
-from .latency import BASE
-from .sustained import sustained_rate
+from .latency import base_rate
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -36,9 +35,8 @@ async def run(run: "Run", shape: Shape, scenarios: list[Scenario]) -> None:
     config = run.config
     if not scenarios or config.recovery_backlog <= 0:
         return
-    base = config.base_rate or sustained_rate(run, BASE, shape)
+    base = base_rate(run, "recovery", shape)
     if not base:
-        run.fail(f"recovery {shape}: no base rate ({BASE}'s sustained rate; give --base-rate)")
         return
     for scenario in scenarios:
         await run.guarded(scenario, shape, partial(_load, run, scenario, shape, base))
