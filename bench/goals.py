@@ -26,7 +26,8 @@ class Figure(Protocol):
     def __call__(self, results: Results) -> float | None: ...
 
 
-def _row(rows: Iterable[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+def find_row(rows: Iterable[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    """The first of ``rows`` whose fields equal ``match``, or None."""
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
@@ -36,7 +37,7 @@ class Sustained:
     shape: str
 
     def __call__(self, results: Results) -> float | None:
-        row = _row(results.get("sustained", []), scenario=self.scenario, shape=self.shape)
+        row = find_row(results.get("sustained", []), scenario=self.scenario, shape=self.shape)
         return row["rate"] if row else None
 
     def __str__(self) -> str:
@@ -58,7 +59,7 @@ class Latency:
         return row["latency_ms"][self.key] if row else None
 
     def _row(self, results: Results) -> dict[str, Any] | None:
-        return _row(
+        return find_row(
             results.get("latency", []),
             scenario=self.scenario,
             shape=self.shape,
@@ -96,7 +97,7 @@ class Drain:
     per_process: bool = False
 
     def __call__(self, results: Results) -> float | None:
-        row = _row(
+        row = find_row(
             results.get("drain", []),
             scenario=self.scenario,
             shape=self.shape,
@@ -118,7 +119,7 @@ class RSSGrowth:
     shape: str
 
     def __call__(self, results: Results) -> float | None:
-        row = _row(results.get("memory", []), scenario="project", shape=self.shape)
+        row = find_row(results.get("memory", []), scenario="project", shape=self.shape)
         backlogs = sorted((row or {}).get("backlogs", {}).items(), key=lambda kv: int(kv[0]))
         if len(backlogs) < 2:
             return None
@@ -135,7 +136,7 @@ class Pickup:
     key: str
 
     def __call__(self, results: Results) -> float | None:
-        row = _row(results.get("pickup", []), mode=self.mode)
+        row = find_row(results.get("pickup", []), mode=self.mode)
         return (row["pickup_ms"] or {}).get(self.key) if row else None
 
     def __str__(self) -> str:

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .goals import evaluate
+from .goals import evaluate, find_row
 
 PACKAGES = (
     "Django",
@@ -217,14 +217,12 @@ def _recovery_rows(results: dict[str, Any]) -> list[Row]:
     """Each recovery row with the latency phase's row at the same rate, nothing queued."""
     rows = []
     for record in results.get("recovery", []):
-        quiet = next(
-            (
-                r
-                for r in results["latency"]
-                if (r["scenario"], r["shape"], r["fraction"], r["smtp_delay"])
-                == (record["scenario"], record["shape"], record["fraction"], 0.0)
-            ),
-            None,
+        quiet = find_row(
+            results["latency"],
+            scenario=record["scenario"],
+            shape=record["shape"],
+            fraction=record["fraction"],
+            smtp_delay=0.0,
         )
         rows.append({**record, "quiet": quiet})
     return rows

@@ -63,6 +63,7 @@ class Session:
         self._extra_env = env or {}
         self.started_at = 0.0  # unix time the worker and uvicorn were started
         self.enqueue_seconds = 0.0  # how long queueing the backlog took
+        self.backlog_prefix = f"{self.tag}-backlog"  # its addresses: backlog.address(prefix, i)
 
     # -- lifetime -------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class Session:
         self.children.append(self.sink)
         self.env = run.env(scenario, self.database.url, self.sink.port) | self._extra_env
         if self._backlog:
-            prefix = f"{self.tag}-backlog"
+            prefix = self.backlog_prefix
             code = f"from bench.backlog import queue; queue({prefix!r}, {self._backlog})"
             self.enqueue_seconds = self.manage("shell", "-v", "0", "-c", code, timeout=1800)
         self.started_at = time.time()

@@ -52,7 +52,7 @@ async def _load(run: "Run", scenario: Scenario, shape: Shape, base: float) -> No
         sink = session.sink
         assert isinstance(sink, Sink)
         sink.poll()
-    backlog = [t for r, t in sink.first.items() if r.startswith(f"{session.tag}-backlog-")]
+    backlog = [t for r, t in sink.first.items() if r.startswith(f"{session.backlog_prefix}-")]
     load_ended = began + config.seconds
     record: dict[str, Any] = {
         "fraction": FRACTION,
