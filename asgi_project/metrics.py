@@ -96,6 +96,13 @@ _SWEEPS = Counter(
 )
 SWEEPS_OK = _SWEEPS.labels(outcome="ok")
 SWEEPS_FAILED = _SWEEPS.labels(outcome="failed")
+# Below TASKS_CONCURRENCY while requests wait on a loop busy with quick jobs
+# (background/pacing.py); set as it changes, added up over live processes.
+JOBS_WORK_LIMIT = Gauge(
+    "background_jobs_work_limit",
+    "Jobs that may be in their task at once now, all processes.",
+    multiprocess_mode="livesum",
+)
 
 # -- mail (mailer/tasks.py, mailer/transport.py) ------------------------------
 

@@ -80,12 +80,25 @@ def _close_connections(*, only_unusable: bool) -> None:
             connection.close()
 
 
+# On SQLite, the threads of a pool that writes take turns on this lock for
+# each call. Otherwise they meet in SQLite's busy handler, which sleeps 1, 2,
+# 5, 10 ... 100 ms between tries and lets a newcomer win: with the runner
+# writing outcomes while a backlog drains, a signup waited up to a second.
+# Between processes (several workers) the busy handler still decides.
+_sqlite_writers = threading.Lock()
+
+
+def _is_sqlite() -> bool:
+    return connections["default"].vendor == "sqlite"
+
+
 class DatabaseThreads:
     """A named pool of threads that keep their database connections."""
 
-    def __init__(self, name: str, size: Callable[[], int]) -> None:
+    def __init__(self, name: str, size: Callable[[], int], *, writes: bool = True) -> None:
         self.name = name
         self._size = size
+        self._writes = writes
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -123,7 +136,14 @@ class DatabaseThreads:
             _close_connections(only_unusable=True)
         self._local.last_used = now
         try:
-            return func(*args, **kwargs)
+            if not (self._writes and _is_sqlite()):
+                return func(*args, **kwargs)
+            if not _sqlite_writers.acquire(timeout=settings.DATABASE_TIMEOUT):
+                raise OperationalError("database is locked (by this process's other writers)")
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _sqlite_writers.release()
         except DatabaseUnavailable:
             raise  # Rolled back by raise_if_abandoned(): the connection is fine.
         except (OperationalError, InterfaceError) as error:
@@ -145,4 +165,4 @@ def first_line(error: BaseException) -> str:
 request_threads = DatabaseThreads("db-request", lambda: settings.SIGNUP_DB_THREADS)
 runner_threads = DatabaseThreads("db-runner", lambda: 1)
 # Two: a task's read is one short query, and the mail work around it holds the GIL anyway.
-task_threads = DatabaseThreads("db-task", lambda: 2)
+task_threads = DatabaseThreads("db-task", lambda: 2, writes=False)

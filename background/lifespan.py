@@ -9,6 +9,7 @@ from django.tasks import task_backends
 from .backend import LedgerBackend
 from .database import DatabaseUnavailable, first_line
 from .ledger import LedgerNotReady
+from .pacing import traffic
 from .runner import JobRunner
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,16 @@ def with_job_runner(app: ASGIApp) -> ASGIApp:
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
-            await app(scope, receive, send)
+            # The runner yields the loop to requests (background/pacing.py).
+            # Only HTTP: a long-lived connection would count as load forever.
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            traffic.request_started()
+            try:
+                await app(scope, receive, send)
+            finally:
+                traffic.request_finished()
             return
         runner = runner_for_backend()
         while True:

@@ -31,6 +31,7 @@ from .database import DatabaseUnavailable, first_line, runner_threads
 from .housekeeping import run_housekeeping
 from .models import Job
 from .outcomes import OutcomeWriter
+from .pacing import LoopPacer
 from .results import load_task, task_result_for
 from .retry import backoff_delay, is_transient
 from .wakeup import WakeupListener, listener_for
@@ -94,7 +95,7 @@ def _error_record(error: BaseException) -> dict[str, str]:
 FIRST_HOUSEKEEPING_AFTER = 30.0
 
 # With a backlog in the ledger, the runner sweeps again once this many slots
-# are free (see JobRunner.sweep_again_at).
+# are free (see JobRunner.sweep_batch).
 CLAIM_BATCH = 8
 
 # While the database is unreachable every sweep fails: say so once, then
@@ -108,6 +109,8 @@ class JobRunner:
         self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(8)}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[asyncio.Task[None], Job] = {}
+        self._working = 0  # Of those, in the task itself (not yet waiting for the ledger).
+        self._left_task = 0  # Jobs that came out of their task, ever (for the pacer).
         self._waiting: deque[Job] = deque()
         self._wake = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -116,6 +119,13 @@ class JobRunner:
         self._accepting = False
         self._backlog = False
         self._outcomes = OutcomeWriter(runner_threads.run)
+        self._pacer = LoopPacer(
+            config.concurrency,
+            saturated=self._saturated,
+            raised=self._start_next,
+            working=lambda: self._working,
+            finished=lambda: self._left_task,
+        )
         self.last_sweep_at = time.monotonic()  # Of the last sweep that reached the ledger.
 
     # -- life cycle ---------------------------------------------------------
@@ -128,6 +138,7 @@ class JobRunner:
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         await runner_started.asend(sender=type(self), runner=self)
+        self._pacer.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="job-sweeper")
         self._housekeeper = asyncio.create_task(self._housekeep_forever(), name="housekeeping")
         if self.config.wakeup:
@@ -149,6 +160,7 @@ class JobRunner:
         self._wake.set()
         if self._listener is not None:
             await self._listener.stop()
+        await self._pacer.stop()
         if self._housekeeper is not None:
             self._housekeeper.cancel()
             await asyncio.gather(self._housekeeper, return_exceptions=True)
@@ -204,17 +216,30 @@ class JobRunner:
         """
         return 2 * self.config.concurrency
 
-    @property
-    def sweep_again_at(self) -> int:
-        """Running jobs at or under which a backlog triggers a sweep before the next poll.
+    def free_slots(self) -> int:
+        """Jobs that may start now (loop thread).
 
-        Once CLAIM_BATCH slots are free (half of a small runner's): a claim
-        then fetches a batch worth its query rather than one job per finished
-        job, and slow jobs keep the slots nearly full. Sweeping at half of 64
-        slots, mails to a relay taking 2 s each went out at 25.8/s, at 8 free
-        at 30.3/s; a 5,000-job drain at 0 s SMTP was as fast either way.
+        At most TASKS_CONCURRENCY jobs are held running, and of those at most
+        the pacer's limit work in the task at once; a job whose task is done
+        and whose outcome waits for the next ledger batch takes no work slot.
         """
-        return max(self.config.concurrency // 2, self.config.concurrency - CLAIM_BATCH)
+        return min(self.config.concurrency - len(self._running), self._pacer.limit - self._working)
+
+    @property
+    def sweep_batch(self) -> int:
+        """Free slots at which a backlog triggers a sweep before the next poll.
+
+        CLAIM_BATCH slots (half of a small runner's): a claim then fetches a
+        batch worth its query rather than one job per finished job, and slow
+        jobs keep the slots nearly full. Sweeping at half of 64 slots, mails
+        to a relay taking 2 s each went out at 25.8/s, at 8 free at 30.3/s;
+        a 5,000-job drain at 0 s SMTP was as fast either way.
+        """
+        return max(1, min(CLAIM_BATCH, self._pacer.limit // 2))
+
+    def _saturated(self) -> bool:
+        """The pacer's limit is what holds work back (loop thread)."""
+        return self._working >= self._pacer.limit and bool(self._waiting or self._backlog)
 
     def has_room(self) -> bool:
         """Whether a new job should be handed to this runner (any thread; a hint)."""
@@ -244,7 +269,7 @@ class JobRunner:
 
     def _start_or_hold(self, job: Job) -> None:
         """Start a job this runner holds if a slot is free; else it waits in memory."""
-        if self._accepting and len(self._running) < self.config.concurrency:
+        if self._accepting and self.free_slots() > 0:
             self._start(job)
         else:
             self._waiting.append(job)
@@ -327,7 +352,7 @@ class JobRunner:
     async def _claim_ready_jobs(self) -> None:
         # A sweep claims only what can start now; the held limit is for
         # hand-overs, which cost no query.
-        room = self.config.concurrency - len(self._running) - len(self._waiting)
+        room = self.free_slots() - len(self._waiting)
         if room <= 0:
             return
         jobs = await runner_threads.run(
@@ -383,11 +408,17 @@ class JobRunner:
 
     def _on_done(self, job_task: asyncio.Task[None]) -> None:
         self._running.pop(job_task, None)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        """Slots were freed: start held jobs, or claim more (loop thread)."""
         if not self._accepting:
             return
-        if self._waiting:
+        free = self.free_slots()
+        while self._waiting and free > 0:
             self._start(self._waiting.popleft())
-        elif self._backlog and len(self._running) <= self.sweep_again_at:
+            free -= 1
+        if not self._waiting and self._backlog and free >= self.sweep_batch:
             self._backlog = False
             self._wake.set()
 
@@ -399,10 +430,17 @@ class JobRunner:
             task = load_task(job.task_path)
             result = task_result_for(job, task)
             task_started.send(type(self), task_result=result)
-            if task.takes_context:
-                value = await task.acall(TaskContext(task_result=result), *job.args, **job.kwargs)
-            else:
-                value = await task.acall(*job.args, **job.kwargs)
+            self._working += 1
+            try:
+                if task.takes_context:
+                    context = TaskContext(task_result=result)
+                    value = await task.acall(context, *job.args, **job.kwargs)
+                else:
+                    value = await task.acall(*job.args, **job.kwargs)
+            finally:
+                self._working -= 1
+                self._left_task += 1
+                self._start_next()
         except asyncio.CancelledError:
             raise
         except Exception as error:

@@ -9,7 +9,13 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from background.database import DatabaseUnavailable, first_line, request_threads, runner_threads
+from background.database import (
+    DatabaseUnavailable,
+    first_line,
+    request_threads,
+    runner_threads,
+    task_threads,
+)
 from signup.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,6 +76,42 @@ async def test_a_locked_database_is_unavailable_within_the_timeout(settings: Any
     # once its lock wait ended).
     await request_threads.run(User.objects.create_user, "unlocked@example.com")
     assert await User.objects.filter(email="unlocked@example.com").aexists()
+
+
+async def test_on_sqlite_the_writing_pools_take_turns_and_the_reading_pool_does_not(
+    settings: Any,
+) -> None:
+    # SQLite's busy handler sleeps between tries and lets newcomers win; in
+    # one process the writers queue on a lock instead.
+    assert connection.vendor == "sqlite"
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        release.wait(timeout=10)
+
+    held = asyncio.ensure_future(runner_threads.run(hold))
+    try:
+        assert await asyncio.to_thread(holding.wait, 10)
+        assert await task_threads.run(lambda: "read beside it") == "read beside it"
+        queued = asyncio.ensure_future(request_threads.run(lambda: "written after it"))
+        await asyncio.sleep(0.2)
+        assert not queued.done()
+        release.set()
+        assert await queued == "written after it"
+
+        # A writer that waits longer than DATABASE_TIMEOUT gets the usual answer.
+        settings.DATABASE_TIMEOUT = 0.1
+        await held
+        holding.clear()
+        release.clear()
+        held = asyncio.ensure_future(runner_threads.run(hold))
+        assert await asyncio.to_thread(holding.wait, 10)
+        with pytest.raises(DatabaseUnavailable):
+            await request_threads.run(lambda: "never")
+    finally:
+        release.set()
+        await asyncio.gather(held, return_exceptions=True)  # Its caller gave up at 0.1 s.
 
 
 def test_first_line_is_one_line_without_the_traceback() -> None:
