@@ -109,7 +109,9 @@ class JobRunner:
         self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(8)}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[asyncio.Task[None], Job] = {}
-        self._working = 0  # Of those, in the task itself (not yet waiting for the ledger).
+        # Of those, the ones started and not yet out of their task (an outcome
+        # waiting for the ledger's next batch is out): what the pacer limits.
+        self._working: set[asyncio.Task[None]] = set()
         self._left_task = 0  # Jobs that came out of their task, ever (for the pacer).
         self._waiting: deque[Job] = deque()
         self._wake = asyncio.Event()
@@ -123,7 +125,7 @@ class JobRunner:
             config.concurrency,
             saturated=self._saturated,
             raised=self._start_next,
-            working=lambda: self._working,
+            working=lambda: len(self._working),
             finished=lambda: self._left_task,
         )
         self.last_sweep_at = time.monotonic()  # Of the last sweep that reached the ledger.
@@ -223,7 +225,8 @@ class JobRunner:
         the pacer's limit work in the task at once; a job whose task is done
         and whose outcome waits for the next ledger batch takes no work slot.
         """
-        return min(self.config.concurrency - len(self._running), self._pacer.limit - self._working)
+        work_free = self._pacer.limit - len(self._working)
+        return min(self.config.concurrency - len(self._running), work_free)
 
     @property
     def sweep_batch(self) -> int:
@@ -239,7 +242,8 @@ class JobRunner:
 
     def _saturated(self) -> bool:
         """The pacer's limit is what holds work back (loop thread)."""
-        return self._working >= self._pacer.limit and bool(self._waiting or self._backlog)
+        working = len(self._working)
+        return working >= self._pacer.limit and bool(self._waiting or self._backlog)
 
     def has_room(self) -> bool:
         """Whether a new job should be handed to this runner (any thread; a hint)."""
@@ -404,11 +408,21 @@ class JobRunner:
         context = job_log_context(job_id=job.id, task=job.task_path, attempt=job.attempts)
         job_task = asyncio.create_task(self._run(job), name=f"job-{job.id}", context=context)
         self._running[job_task] = job  # Strong reference until it is done.
+        self._working.add(job_task)
         job_task.add_done_callback(self._on_done)
 
     def _on_done(self, job_task: asyncio.Task[None]) -> None:
         self._running.pop(job_task, None)
+        self._working.discard(job_task)  # Cancelled before it ran, at stop.
         self._start_next()
+
+    def _out_of_task(self) -> None:
+        """The current job's task returned or raised: its work slot is free."""
+        job_task = asyncio.current_task()
+        if job_task in self._working:
+            self._working.discard(job_task)
+            self._left_task += 1
+            self._start_next()
 
     def _start_next(self) -> None:
         """Slots were freed: start held jobs, or claim more (loop thread)."""
@@ -425,22 +439,19 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         metrics.JOBS_STARTED.labels(job.task_path).inc()
         try:
-            if job.attempts > self.config.max_attempts:
-                raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
-            task = load_task(job.task_path)
-            result = task_result_for(job, task)
-            task_started.send(type(self), task_result=result)
-            self._working += 1
             try:
+                if job.attempts > self.config.max_attempts:
+                    raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
+                task = load_task(job.task_path)
+                result = task_result_for(job, task)
+                task_started.send(type(self), task_result=result)
                 if task.takes_context:
                     context = TaskContext(task_result=result)
                     value = await task.acall(context, *job.args, **job.kwargs)
                 else:
                     value = await task.acall(*job.args, **job.kwargs)
             finally:
-                self._working -= 1
-                self._left_task += 1
-                self._start_next()
+                self._out_of_task()
         except asyncio.CancelledError:
             raise
         except Exception as error:
