@@ -4,10 +4,12 @@ from collections.abc import Iterator
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from background import pacing
+from background.database import request_threads
 from background.pacing import LoopPacer, traffic
 from mailer.tasks import send_welcome_email
 from signup.models import User
@@ -145,5 +147,41 @@ async def test_the_runner_starts_no_more_jobs_than_the_limit_and_the_rest_once_i
     finally:
         if in_flight:
             traffic.request_finished()
+        relay.release()
+        relay.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_jobs_handed_over_in_one_loop_turn_do_not_overshoot_the_limit(
+    start_runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One transaction queues them all: its commit hands every job over at
+    # once, and each must count against the limit before any of them runs.
+    relay = SMTPTestServer().start()
+    monkeypatch.setattr(pacing, "LAG_LIMIT", -1.0)
+    monkeypatch.setattr(pacing, "WAITING_JOB", float("inf"))
+    traffic.request_started()
+    addresses = [f"batch-{i}@example.com" for i in range(2 * pacing.FLOOR)]
+
+    def queue_all() -> None:
+        with transaction.atomic():
+            for address in addresses:
+                User.objects.create_user(address)
+                send_welcome_email.enqueue(address)
+
+    try:
+        with override_settings(MAILERS=mailers_for(relay.port, timeout=30)):
+            runner = await start_runner(concurrency=len(addresses), poll_interval=600)
+            await until(lambda: runner._pacer.limit == pacing.FLOOR, "the limit at its floor")
+            relay.hold()
+            await request_threads.run(queue_all)
+            await until(lambda: len(runner._waiting) == pacing.FLOOR, "the rest held")
+            await until(lambda: relay.data_commands == pacing.FLOOR, "the floor's mails sent")
+            assert len(runner._running) == pacing.FLOOR
+            relay.release()  # The held ones follow as the first ones finish.
+            arrived = await relay.until(len(addresses), timeout=15)
+            assert sorted(r for mail in arrived for r in mail.recipients) == sorted(addresses)
+    finally:
+        traffic.request_finished()
         relay.release()
         relay.stop()
