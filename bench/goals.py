@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .criteria import Criteria
 from .scenarios import PEERS
 
 Results = dict[str, Any]
@@ -110,6 +111,21 @@ class Drain:
     def __str__(self) -> str:
         unit = "mails/s per process" if self.per_process else "mails/s"
         return f"drain {unit}({self.scenario}, {self.shape}, SMTP {self.smtp_delay:g} s)"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A signup latency percentile (ms) while a queued backlog drains."""
+
+    shape: str
+    key: str
+
+    def __call__(self, results: Results) -> float | None:
+        row = find_row(results.get("recovery", []), scenario="project", shape=self.shape)
+        return row["latency_ms"][self.key] if row else None
+
+    def __str__(self) -> str:
+        return f"{self.key}(project, {self.shape}, half its sustained rate, backlog draining)"
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,15 @@ def _shape_goals(shape: str) -> list[Goal]:
             Inbox("project", shape, "p99"),
             "<=",
             25,
+        ),
+        # Not one of the issue's numbers: its "keep mail work from starving
+        # the requests", held to the sustained rate's own signup criterion.
+        Goal(
+            f"while a queued backlog drains: signup p99 <= "
+            f"{Criteria.latency_p99_ms:g} ms ({shape})",
+            Recovery(shape, "p99"),
+            "<=",
+            Criteria.latency_p99_ms,
         ),
     ]
 

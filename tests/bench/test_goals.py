@@ -42,6 +42,17 @@ def test_the_best_peer_is_the_highest_figure_measured() -> None:
     assert peers(RESULTS) == 90.0
 
 
+def test_the_recovery_goal_reads_the_projects_p99_while_the_backlog_drained() -> None:
+    def recovery(p99: float) -> dict[str, Any]:
+        row = {"scenario": "project", "shape": "sqlite-w1", "latency_ms": {"p99": p99}}
+        return {"recovery": [row]}
+
+    name = "while a queued backlog drains: signup p99 <= 50 ms (sqlite-w1)"
+    met = {row["goal"]: row["met"] for row in evaluate(recovery(49.0))}
+    missed = {row["goal"]: row["met"] for row in evaluate(recovery(258.3))}
+    assert (met[name], missed[name]) == (True, False)
+
+
 def test_a_figure_the_run_did_not_measure_leaves_its_goal_undecided() -> None:
     rows = {row["goal"]: row for row in evaluate(RESULTS)}
     postgres = rows["project sustained rate >= 0.6 x the floor's (postgres-w2)"]
