@@ -60,10 +60,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SMTPTestServer]:
+def smtp_server(settings: Any) -> Iterator[SMTPTestServer]:
     server = SMTPTestServer().start()
-    with override_settings(MAILERS=mailers_for(server.port)):
-        yield server
+    # Through pytest-django's ``settings``, like a test's own changes, so all
+    # are undone in reverse order. An override_settings here, undone before a
+    # change the test made with ``settings``, came back with that undo and
+    # sent a later test's mail to this closed server.
+    settings.MAILERS = mailers_for(server.port)
+    yield server
     server.stop()
 
 

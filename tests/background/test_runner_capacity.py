@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import override_settings
 
 from background import ledger
 from background.runner import CLAIM_BATCH, JobRunner, RunnerConfig
@@ -27,11 +26,11 @@ STALLED = SLOTS - CLAIM_BATCH
 
 
 @pytest.fixture
-def relay() -> Iterator[SMTPTestServer]:
+def relay(settings: Any) -> Iterator[SMTPTestServer]:
     server = SMTPTestServer().start()
     # Stalled sends must outlast the test, not fail and free their slots.
-    with override_settings(MAILERS=mailers_for(server.port, timeout=60)):
-        yield server
+    settings.MAILERS = mailers_for(server.port, timeout=60)  # See tests/conftest.py.
+    yield server
     server.stop()
 
 

@@ -2,7 +2,6 @@
 runner as stored, to a real SMTP server."""
 
 from base64 import b64decode
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ from django.core import mail
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import transaction
 from django.tasks import TaskResultStatus, task_backends
-from django.test import override_settings
 
 from background.models import Job
 from background.runner import JobRunner
@@ -33,10 +31,9 @@ class Rollback(Exception):
 
 
 @pytest.fixture
-def outbox() -> Iterator[None]:
+def outbox(settings: Any) -> None:
     """The outbox as settings.py configures it, with no SMTP server needed."""
-    with override_settings(MAILERS=mailers_for(free_port())):
-        yield
+    settings.MAILERS = mailers_for(free_port())  # See tests/conftest.py.
 
 
 def newsletter() -> mail.EmailMultiAlternatives:

@@ -7,7 +7,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core import mail
 from django.tasks import TaskResult, TaskResultStatus
-from django.test import override_settings
 
 from background.models import Job
 from background.runner import JobRunner
@@ -23,11 +22,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def plain_server() -> Iterator[SMTPTestServer]:
+def plain_server(settings: Any) -> Iterator[SMTPTestServer]:
     """A server that does not offer SMTPUTF8."""
     server = SMTPTestServer(smtputf8=False).start()
-    with override_settings(MAILERS=mailers_for(server.port)):
-        yield server
+    settings.MAILERS = mailers_for(server.port)  # See tests/conftest.py.
+    yield server
     server.stop()
 
 
