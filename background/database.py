@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from django.conf import settings
@@ -88,6 +88,7 @@ def _close_connections(*, only_unusable: bool) -> None:
 _sqlite_writers = threading.Lock()
 
 
+@cache  # The database's kind is fixed for the process: not looked up on every call.
 def _is_sqlite() -> bool:
     return connections["default"].vendor == "sqlite"
 

@@ -36,17 +36,17 @@ def with_job_runner(app: ASGIApp) -> ASGIApp:
     """
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
+        if scope["type"] == "http":
             # The runner yields the loop to requests (background/pacing.py).
-            # Only HTTP: a long-lived connection would count as load forever.
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
             traffic.request_started()
             try:
                 await app(scope, receive, send)
             finally:
                 traffic.request_finished()
+            return
+        if scope["type"] != "lifespan":
+            # Not counted: a long-lived connection would count as load forever.
+            await app(scope, receive, send)
             return
         runner = runner_for_backend()
         while True:

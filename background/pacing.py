@@ -98,7 +98,8 @@ class LoopPacer:
         """Adjust the limit to one window's mean lag (s)."""
         requests = traffic.in_flight > 0 or traffic.started != self._requests_seen
         self._requests_seen = traffic.started
-        finished, self._finished_seen = self._finished() - self._finished_seen, self._finished()
+        finished_ever = self._finished()
+        finished, self._finished_seen = finished_ever - self._finished_seen, finished_ever
         # Little's law: the mean time a job spends in its task.
         job_seconds = self._working() * WINDOW * TICK / max(1, finished)
         if requests and mean_lag > LAG_LIMIT and job_seconds < WAITING_JOB:
