@@ -58,10 +58,10 @@ class LedgerBackend(BaseTaskBackend):
             job.lease_expires_at = now + timedelta(seconds=runner.config.lease_seconds)
             job.attempts = 1
             job.started_at = job.last_attempted_at = now
-            job.save(force_insert=True)
+            ledger.insert_job(job)
             transaction.on_commit(partial(runner.hand_over, job), robust=True)
         else:
-            job.save(force_insert=True)
+            ledger.insert_job(job)
             if job.run_after <= now:
                 if runner is not None:
                     runner.note_backlog()  # Claim it as soon as a slot frees.
