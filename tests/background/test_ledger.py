@@ -189,3 +189,30 @@ def test_a_recorded_error_carries_its_time_and_results_still_read_it() -> None:
         "tests.Boom",
         "Traceback ...\ntests.Boom: x",
     )
+
+
+def test_an_inserted_job_reads_back_as_the_orm_would_have_written_it() -> None:
+    now = timezone.now()
+    new = Job(
+        args=["zoë@example.com", {"n": 1}],
+        kwargs={"flag": True},
+        run_after=now,
+        enqueued_at=now,
+        status=RUNNING,
+        attempts=1,
+        lease_owner="me",
+        lease_expires_at=now + timedelta(seconds=60),
+        **TASK,
+    )
+    ledger.insert_job(new)
+
+    stored = Job.objects.get(id=new.id)
+    fields = [field.attname for field in Job._meta.concrete_fields]
+    assert {name: getattr(stored, name) for name in fields} == {
+        name: getattr(new, name) for name in fields
+    }
+    # Written, as save() would leave it: saving again updates the same row.
+    assert not new._state.adding and new._state.db == "default"
+    new.attempts = 2
+    new.save()
+    assert Job.objects.get().attempts == 2

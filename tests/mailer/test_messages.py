@@ -4,9 +4,11 @@ from email import message_from_bytes, policy
 from typing import Any
 
 import pytest
+from django.contrib.auth.tokens import default_token_generator
 from django.test import Client
+from django.utils import timezone
 
-from mailer.messages import account_mail, message_id_for
+from mailer.messages import account_for, account_mail, message_id_for
 from signup.models import User
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +69,21 @@ def test_headers_stay_ascii_for_unicode_names_and_domains(settings: Any) -> None
 
 def test_no_mail_for_an_address_without_account() -> None:
     assert account_mail("welcome", "Welcome!", "nobody@example.com", "job1") is None
+
+
+def test_the_account_lookup_reads_the_fields_as_the_orm_does() -> None:
+    User.objects.create_user("other@example.com")
+    user = User.objects.create_user("owner@example.com")
+    user.last_login = timezone.now()
+    user.save()
+
+    found = account_for("owner@example.com")
+    assert isinstance(found, User)
+    orm = User.objects.get(email="owner@example.com")
+    fields = [field.attname for field in User._meta.concrete_fields]
+    assert {name: getattr(found, name) for name in fields} == {
+        name: getattr(orm, name) for name in fields
+    }
+    # The link's token is made from these fields: the password view must accept it.
+    assert default_token_generator.check_token(orm, default_token_generator.make_token(found))
+    assert account_for("OWNER@example.com") is None  # Addresses are stored canonical.
