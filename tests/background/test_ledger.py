@@ -17,7 +17,7 @@ from tests.support.smtp_server import SMTPTestServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 READY, RUNNING = TaskResultStatus.READY, TaskResultStatus.RUNNING
-SUCCESSFUL = TaskResultStatus.SUCCESSFUL
+SUCCESSFUL, FAILED = TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED
 TASK = {
     "task_path": "mailer.tasks.send_welcome_email",
     "backend": "default",
@@ -216,3 +216,28 @@ def test_an_inserted_job_reads_back_as_the_orm_would_have_written_it() -> None:
     new.attempts = 2
     new.save()
     assert Job.objects.get().attempts == 2
+
+
+def test_an_outcome_update_writes_the_row_the_orm_update_would_have() -> None:
+    now = timezone.now()
+    changes = {
+        "status": FAILED,
+        "finished_at": now,
+        "run_after": now + timedelta(seconds=5),
+        "errors": [{"message": "zoë's relay said 451", "failed_at": now.isoformat()}],
+        "return_value": None,
+        "worker_ids": ["one", "me"],
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    for job_id in ("by-orm", "by-ledger", "not-mine"):
+        ledger_job(job_id, status=RUNNING, attempts=1, lease_owner="me", return_value={"a": 1})
+    Job.objects.filter(id="not-mine").update(lease_owner="other")
+
+    Job.objects.filter(id="by-orm", lease_owner="me").update(**changes)
+    assert ledger._update_if_leased(["by-ledger", "not-mine"], "me", changes) == 1
+
+    stored = {j.id: {name: getattr(j, name) for name in changes} for j in Job.objects.all()}
+    assert stored["by-ledger"] == stored["by-orm"]
+    assert stored["by-ledger"]["return_value"] is None
+    assert (stored["not-mine"]["status"], stored["not-mine"]["lease_owner"]) == (RUNNING, "other")
