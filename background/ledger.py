@@ -1,7 +1,9 @@
 """Every read and write the runner makes to the job ledger, and the operator's changes.
 
 Plain synchronous ORM code: the runner calls it on ``database.runner_threads``;
-the admin and the management commands call it from their own thread.
+the admin and the management commands call it from their own thread. The two
+statements every mail costs (its job's INSERT, its outcome's UPDATE) are built
+once per database, not by the ORM on every call.
 Each write that ends an attempt is conditional on still holding the lease, so
 a worker that lost its lease (it stalled, another took the job over) cannot
 overwrite the newer owner's outcome.
