@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from tests.support.processes import FreshProcess, in_fresh_process
 from tests.support.smtp_server import SMTPTestServer
+from tests.support.waiting import clear_of_a_rate_window_edge
 
 PERMISSIONS_UID = "django.contrib.auth.management.create_permissions"
 E2E = Path(__file__).parent / "e2e"
@@ -69,6 +70,12 @@ def smtp_server(settings: Any) -> Iterator[SMTPTestServer]:
     settings.MAILERS = mailers_for(server.port)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fresh_rate_window() -> None:
+    """For a test that counts hits against a limit: start clear of a window's edge."""
+    clear_of_a_rate_window_edge()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.service import ServiceProcess, base_env, migrate
 from tests.support.smtp_server import SMTPTestServer
+from tests.support.waiting import clear_of_a_rate_window_edge
 
 BODY_TIMEOUT = 1  # REQUEST_BODY_TIMEOUT for these services, in seconds.
 CSRF_COOKIE = b"csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF"
@@ -333,6 +334,7 @@ def test_ipv4_mapped_clients_are_limited_one_by_one(tmp_path: Path) -> None:
     migrate(env)
     limited = ServiceProcess(env, tmp_path / "uvicorn.log").start()
     try:
+        clear_of_a_rate_window_edge()
 
         def sign_up(client: str, email: str) -> int:
             response = httpx.post(

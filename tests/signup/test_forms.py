@@ -46,6 +46,7 @@ def test_an_address_without_an_account_or_undeliverable_gets_nothing(email: str)
     assert recipients(email) == []
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_reset_mails_count_against_the_per_address_mail_limit(settings: Any) -> None:
     settings.MAIL_RATE_PER_ADDRESS = "2/h"
     User.objects.create_user("ada@example.com", PASSWORD)

@@ -77,6 +77,7 @@ def test_an_address_whose_account_expired_can_sign_up_again(settings: Any) -> No
     assert emails() == {"again@example.com"}
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_expired_rate_windows_are_deleted_and_live_ones_kept() -> None:
     rate = ratelimit.Rate(limit=5, period=60)
     ratelimit.hit("ip:192.0.2.1", rate)

@@ -147,6 +147,7 @@ async def test_existing_address_gets_the_same_answer_and_a_different_mail() -> N
     assert paths == ["mailer.tasks.send_welcome_email", "mailer.tasks.send_existing_account_email"]
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 async def test_signups_over_the_per_ip_rate_get_429_with_retry_after(settings: Any) -> None:
     settings.SIGNUP_RATE_PER_IP = "3/m"
     statuses = [(await post_json(f"ip{i}@example.com")).status_code for i in range(4)]
@@ -158,6 +159,7 @@ async def test_signups_over_the_per_ip_rate_get_429_with_retry_after(settings: A
     assert await User.objects.acount() == 3
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 async def test_mails_over_the_per_address_rate_are_dropped_silently(settings: Any) -> None:
     settings.MAIL_RATE_PER_ADDRESS = "2/h"
     answers = [(await post_json("spam-me@example.com")).content for _ in range(4)]

@@ -28,6 +28,7 @@ async def runner(smtp_server: SMTPTestServer) -> AsyncIterator[JobRunner]:
     await runner.stop(drain_timeout=2)
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 async def test_spellings_of_one_mailbox_make_one_account_and_share_its_mail_limit(
     settings: Any, smtp_server: SMTPTestServer, runner: JobRunner
 ) -> None:
