@@ -74,6 +74,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     add("--search-highest", type=float, help="sustained: highest rate tried (3000; smoke 40)")
     add("--search-lowest", type=float, help="sustained: lowest rate tried (2; smoke 5)")
     add("--search-steps", type=int, help="sustained: most steps per scenario (14; smoke 3)")
+    add(
+        "--slow-step-retries",
+        type=int,
+        help="sustained: tries again of a step failed on time (1; smoke 0)",
+    )
     add("--fractions", nargs="+", type=float, help="latency: rates (.25 .5 .8; smoke .5)")
     add("--delays", nargs="+", type=float, help="latency: SMTP delays, s (0 2; smoke 0)")
     add("--seconds", type=float, help="latency: s per rate (15; smoke 1.5)")
@@ -143,6 +148,7 @@ def config_from(args: argparse.Namespace, started: datetime) -> Config:
             precision=pick(args.search_precision, 0.1, 1.0),
             max_steps=pick(args.search_steps, 14, 3),
         ),
+        slow_step_retries=pick(args.slow_step_retries, 1, 0),
         fractions=pick(args.fractions, [0.25, 0.5, 0.8], [0.5]),
         delays=pick(args.delays, [0.0, 2.0], [0.0]),
         seconds=pick(args.seconds, 15.0, 1.5),

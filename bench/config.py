@@ -29,6 +29,7 @@ class Config:
     # sustained: the search, each step an open loop of step_seconds.
     step_seconds: float
     search: SearchPlan
+    slow_step_retries: int  # a step failed on time alone is tried again this often
     # latency: open loop at fractions of the project's sustained rate (or base_rate).
     fractions: list[float]
     delays: list[float]  # SMTP delays, s

@@ -49,6 +49,17 @@ class Criteria:
             )
         return reasons
 
+    def only_slow(self, step: dict[str, Any]) -> bool:
+        """Whether ``step`` failed on time alone (p99s, backlog), which one bad
+        minute on a shared machine can cause; errors, lost or duplicate mail never are."""
+        mail = step.get("mail") or {}
+        return (
+            bool(self.misses(step))
+            and not bad_statuses(step["statuses"])
+            and not mail.get("undelivered")
+            and not mail.get("duplicates")
+        )
+
 
 CRITERIA = Criteria()
 

@@ -128,6 +128,7 @@ SUSTAINED_COLUMNS: list[Column] = [
 STEPS_COLUMNS: list[Column] = [
     *WHERE,
     ("rate", _get("target_rate")),
+    ("try", _get("try")),
     ("verdict", lambda r: "; ".join(r["misses"]) or "passes"),
     ("stopped early", _get("stopped_early")),
     *STEP,

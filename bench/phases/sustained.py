@@ -12,6 +12,8 @@ A step ends early once more of its planned requests took longer than the
 latency limit than its p99 allows (about 1 %: ``criteria.slow_allowed``) or
 one got a 5xx or no answer; its mails are still waited for, so a lost mail shows either way. A
 failed step leaves its session behind: the next step starts fresh processes.
+A step that failed on time alone (``Criteria.only_slow``) is tried again
+``--slow-step-retries`` times (1) before the rate counts as failed.
 """
 
 from dataclasses import asdict
@@ -48,9 +50,19 @@ def sustained_rate(run: "Run", scenario: str, shape: Shape) -> float | None:
 
 async def _search(run: "Run", scenario: Scenario, shape: Shape) -> None:
     config = run.config
-    steps: dict[float, dict[str, Any]] = {}
+    steps: list[dict[str, Any]] = []
 
     async def attempt(rate: float) -> bool:
+        # A step that failed on time alone is tried again on fresh processes:
+        # one bad minute of a shared VM must not set the rate (the 2026-11-26
+        # run failed postgres-w2 at 31.2 req/s, then passed it twice in a row).
+        for _ in range(1 + config.slow_step_retries):
+            step = await attempt_once(rate)
+            if not step["misses"] or not CRITERIA.only_slow(step):
+                break
+        return not step["misses"]
+
+    async def attempt_once(rate: float) -> dict[str, Any]:
         session = await slot.get()
         planned = max(1, int(rate * config.step_seconds))
         step = await open_step(
@@ -63,10 +75,11 @@ async def _search(run: "Run", scenario: Scenario, shape: Shape) -> None:
         )
         step["misses"] = CRITERIA.misses(step)
         run.check_answers(f"sustained {scenario.name} {shape} at {rate:g}/s", step)
-        steps[rate] = step
+        step["try"] = sum(1 for done in steps if done["target_rate"] == rate) + 1
+        steps.append(step)
         session.dirty = session.dirty or bool(step["misses"])
         _print(step)
-        return not step["misses"]
+        return step
 
     async with SessionSlot(run, scenario, shape, 0.0) as slot:
         bracket = await search(config.search, attempt)
@@ -79,9 +92,10 @@ async def _search(run: "Run", scenario: Scenario, shape: Shape) -> None:
         "criteria": asdict(CRITERIA) | {"mail": scenario.sends_mail},
         "step_seconds": config.step_seconds,
         "search": asdict(config.search),
-        "passing": steps.get(bracket.passed) if bracket.passed is not None else None,
-        "failing": steps.get(bracket.failed) if bracket.failed is not None else None,
-        "steps": list(steps.values()),
+        "slow_step_retries": config.slow_step_retries,
+        "passing": _last_at(steps, bracket.passed),
+        "failing": _last_at(steps, bracket.failed),
+        "steps": steps,
     }
     run.record("sustained", record)
     why = "; ".join(record["failing"]["misses"]) if record["failing"] else "no step failed"
@@ -90,6 +104,12 @@ async def _search(run: "Run", scenario: Scenario, shape: Shape) -> None:
         f"(next, {bracket.failed} req/s: {why})",
         flush=True,
     )
+
+
+def _last_at(steps: list[dict[str, Any]], rate: float | None) -> dict[str, Any] | None:
+    """The step that decided ``rate``: its last try."""
+    tries = [step for step in steps if step["target_rate"] == rate]
+    return tries[-1] if tries else None
 
 
 def _print(step: dict[str, Any]) -> None:

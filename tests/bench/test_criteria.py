@@ -80,3 +80,20 @@ def test_the_load_stops_once_the_slow_answers_fail_the_p99_of_all_planned() -> N
 def test_the_load_stops_at_the_first_server_error() -> None:
     assert Decided(planned=1000, criteria=CRITERIA)("502", 0.01)
     assert Decided(planned=1000, criteria=CRITERIA)("ReadTimeout", 30.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "only_slow"),
+    [
+        ({}, False),  # It passed.
+        ({"latency_ms": {"p99": 80.0}}, True),
+        ({"mail": {"time_to_inbox_ms": {"p99": 1500.0}, "backlog_at_end": 100}}, True),
+        ({"latency_ms": {"p99": 80.0}, "statuses": {"201": 999, "503": 1}}, False),
+        ({"latency_ms": {"p99": 80.0}, "mail": {"undelivered": 1}}, False),
+        ({"mail": {"duplicates": 1}}, False),
+    ],
+)
+def test_only_a_step_failed_on_time_alone_is_worth_trying_again(
+    changes: dict[str, Any], only_slow: bool
+) -> None:
+    assert CRITERIA.only_slow(step(**changes)) is only_slow
