@@ -80,12 +80,13 @@ class Child:
 class Sink(Child):
     """``bench.sink`` in its own process; arrivals are read back from its log file."""
 
-    def __init__(self, directory: Path, delay: float) -> None:
+    def __init__(self, directory: Path, delay: float, failure_rate: float = 0.0) -> None:
         self.port = free_port()
         self.arrivals_path = directory / f"arrivals-{self.port}.log"
         self.arrivals_path.touch()
         command = [PYTHON, "-m", "bench.sink", "--port", str(self.port)]
-        command += ["--delay", str(delay), "--log", str(self.arrivals_path)]
+        command += ["--delay", str(delay), "--failure-rate", str(failure_rate)]
+        command += ["--log", str(self.arrivals_path)]
         super().__init__("sink", command, dict(os.environ), directory / f"sink-{self.port}.log")
         self.wait_for_log("ready", timeout=20)
         self._offset = 0
