@@ -128,6 +128,19 @@ def account_mail(
     user = account_for(email)
     if user is None:
         return None
+    return render_account_mail(user, template, subject, email, job_id, mailbox=mailbox)
+
+
+def render_account_mail(
+    user: AbstractBaseUser,
+    template: str,
+    subject: str,
+    email: str,
+    job_id: str,
+    *,
+    mailbox: str | None = None,
+) -> bytes:
+    """``account_mail`` for an account already at hand: no query, so any thread may call it."""
     context = {"email": email, "link": set_password_link(user), "site_url": settings.SITE_URL}
     headers = (
         f"Subject: {subject_header(subject)}\r\n"

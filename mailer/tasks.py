@@ -15,18 +15,29 @@ from django.tasks import TaskContext, task
 from asgi_project import metrics
 from background.database import task_threads
 
+from . import new_accounts
 from .addresses import UndeliverableAddress
-from .messages import account_mail, delivery_mailbox, envelope_sender
+from .messages import account_mail, delivery_mailbox, envelope_sender, render_account_mail
 from .transport import get_transport
 
 logger = logging.getLogger(__name__)
 
 
-async def _send_account_mail(context: TaskContext, template: str, subject: str, email: str) -> bool:
+async def _send_account_mail(
+    context: TaskContext, template: str, subject: str, email: str, *, new: bool = False
+) -> bool:
     recipient = delivery_mailbox(email)  # An undeliverable address fails the job at once.
-    message = await task_threads.run(
-        account_mail, template, subject, email, context.task_result.id, mailbox=recipient
-    )
+    job_id = context.task_result.id
+    # The signup of a new account usually leaves it in memory: the mail is
+    # then rendered on the loop, with no database thread and no query.
+    account = new_accounts.take(email) if new else None
+    message: bytes | None
+    if account is not None:
+        message = render_account_mail(account, template, subject, email, job_id, mailbox=recipient)
+    else:
+        message = await task_threads.run(
+            account_mail, template, subject, email, job_id, mailbox=recipient
+        )
     if message is None:
         return False
     with metrics.timed_send(enqueued_at=context.task_result.enqueued_at):
@@ -37,7 +48,9 @@ async def _send_account_mail(context: TaskContext, template: str, subject: str, 
 @task(takes_context=True)
 async def send_welcome_email(context: TaskContext, user_email: str) -> bool:
     """Welcome a new account and give it the link to choose a password."""
-    return await _send_account_mail(context, "welcome", "Welcome! Choose your password", user_email)
+    return await _send_account_mail(
+        context, "welcome", "Welcome! Choose your password", user_email, new=True
+    )
 
 
 @task(takes_context=True)

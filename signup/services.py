@@ -4,27 +4,29 @@ Plain sync ORM code (Django has no async transactions): the view runs
 ``register_address`` on a database thread (``background.database``).
 """
 
+from functools import partial
+
 from django.db import IntegrityError, transaction
 
 from background.database import raise_if_abandoned
 from background.enqueue import enqueue_with_transaction
+from mailer import new_accounts
 from mailer.tasks import send_existing_account_email, send_welcome_email
 
 from . import ratelimit
 from .models import User
 
 
-def _create_account(email: str) -> bool:
-    """Create the account if the address has none; True if it was created."""
+def _create_account(email: str) -> User | None:
+    """Create the account if the address has none; the account if it was created."""
     if User.objects.filter(email=email).exists():
-        return False
+        return None
     try:
         # A savepoint: losing a race must not spoil the outer transaction.
         with transaction.atomic():
-            User.objects.create_user(email)
+            return User.objects.create_user(email)
     except IntegrityError:
-        return False  # Another request created it a moment ago.
-    return True
+        return None  # Another request created it a moment ago.
 
 
 def register_address(email: str, client_ip: str) -> float | None:
@@ -36,11 +38,15 @@ def register_address(email: str, client_ip: str) -> float | None:
         retry_after = ratelimit.hit(ratelimit.client_key(client_ip), ratelimit.signup_rate())
         if retry_after is not None:
             return retry_after
-        created = _create_account(email)
+        account = _create_account(email)
         # Over the per-address limit the mail is dropped, but the answer is
         # the same: it must not tell whether the address has an account.
         if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
-            mail = send_welcome_email if created else send_existing_account_email
+            if account is not None:
+                # Registered before the job's own hand-over, so the account
+                # is there by the time the runner starts its mail.
+                transaction.on_commit(partial(new_accounts.remember, email, account))
+            mail = send_welcome_email if account is not None else send_existing_account_email
             enqueue_with_transaction(mail, email)
         # A client answered 503 must not get an account and a mail anyway.
         raise_if_abandoned()

@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models.signals import post_migrate
 from django.test import override_settings
 
+from mailer import new_accounts
 from tests.support.processes import FreshProcess, in_fresh_process
 from tests.support.smtp_server import SMTPTestServer
 from tests.support.waiting import clear_of_a_rate_window_edge
@@ -76,6 +77,14 @@ def smtp_server(settings: Any) -> Iterator[SMTPTestServer]:
 def fresh_rate_window() -> None:
     """For a test that counts hits against a limit: start clear of a window's edge."""
     clear_of_a_rate_window_edge()
+
+
+@pytest.fixture(autouse=True)
+def _no_accounts_kept_from_another_test() -> Iterator[None]:
+    # A test's database is new, its account ids too: an account a signup in
+    # an earlier test kept for its mail (mailer/new_accounts.py) would be stale.
+    yield
+    new_accounts.forget_all()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,14 +5,19 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.tasks import TaskResult, TaskResultStatus
+from django.utils.http import urlsafe_base64_decode
 
+from background.database import request_threads
 from background.models import Job
 from background.runner import JobRunner
+from mailer import new_accounts
 from mailer.outbox import stored_message
 from mailer.tasks import send_stored_message, send_welcome_email
 from signup.models import User
+from signup.services import register_address
 from tests.conftest import mailers_for
 from tests.support import jobs
 from tests.support.log_records import log_records
@@ -137,3 +142,28 @@ async def test_a_stored_message_goes_to_the_relay_never_back_into_the_outbox(
     assert await send_stored_message.acall(**stored_message(message)) == 1
     assert smtp_server.recipients() == ["to@example.com"]
     assert not await Job.objects.aexists()
+
+
+async def test_a_new_accounts_welcome_mail_takes_the_account_its_signup_kept(
+    smtp_server: SMTPTestServer, runner: JobRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = []
+
+    def take(email: str) -> Any:
+        taken.append(account := new_accounts_take(email))
+        return account
+
+    new_accounts_take = new_accounts.take
+    monkeypatch.setattr(new_accounts, "take", take)
+    await request_threads.run(register_address, "kept@example.com", "127.0.0.1")
+    (job,) = await jobs.all_finished(1)
+    assert job.status == TaskResultStatus.SUCCESSFUL
+
+    assert [account.email for account in taken] == ["kept@example.com"]
+    (sent,) = smtp_server.received
+    text = next(part for part in sent.message.walk() if part.get_content_type() == "text/plain")
+    link = next(word for word in text.get_content().split() if "/set-password/" in word)
+    uidb64, token = link.rstrip("/").split("/")[-2:]
+    user = await User.objects.aget(email="kept@example.com")
+    assert urlsafe_base64_decode(uidb64).decode() == str(user.pk)
+    assert default_token_generator.check_token(user, token)

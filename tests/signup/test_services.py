@@ -12,6 +12,7 @@ from django.db import transaction
 
 from background.database import DatabaseUnavailable, request_threads
 from background.models import Job
+from mailer import new_accounts
 from mailer.tasks import send_welcome_email
 from signup.models import User
 from signup.services import register_address
@@ -21,6 +22,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def nothing_written() -> bool:
     return not await User.objects.aexists() and not await Job.objects.aexists()
+
+
+async def test_a_committed_signup_keeps_the_new_account_for_its_welcome_mail() -> None:
+    await request_threads.run(register_address, "new@example.com", "127.0.0.1")
+    await request_threads.run(register_address, "new@example.com", "127.0.0.1")  # Exists now.
+
+    kept = new_accounts.take("new@example.com")
+    stored = await User.objects.aget(email="new@example.com")
+    assert kept is not None and (kept.pk, kept.password) == (stored.pk, stored.password)
+    assert new_accounts.take("new@example.com") is None  # The second signup kept nothing.
+
+
+async def test_a_signup_over_the_mail_limit_keeps_no_account(settings: Any) -> None:
+    settings.MAIL_RATE_PER_ADDRESS = "0/h"
+    await request_threads.run(register_address, "limited@example.com", "127.0.0.1")
+
+    assert await User.objects.filter(email="limited@example.com").aexists()
+    assert not await Job.objects.aexists()
+    assert new_accounts.take("limited@example.com") is None
 
 
 async def test_rolled_back_signup_queues_nothing() -> None:
@@ -35,6 +55,7 @@ async def test_rolled_back_signup_queues_nothing() -> None:
     with pytest.raises(Abort):
         await sync_to_async(sign_up_then_fail)()
     assert await nothing_written()
+    assert new_accounts.take("rollback@example.com") is None
 
 
 DUMMY_TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
