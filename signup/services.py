@@ -44,8 +44,10 @@ def register_address(email: str, client_ip: str) -> float | None:
         if ratelimit.hit(ratelimit.address_key(email), ratelimit.mail_rate()) is None:
             if account is not None:
                 # Registered before the job's own hand-over, so the account
-                # is there by the time the runner starts its mail.
-                transaction.on_commit(partial(new_accounts.remember, email, account))
+                # is there by the time the runner starts its mail; robust, so
+                # that nothing here can fail the committed signup.
+                remember = partial(new_accounts.remember, email, account)
+                transaction.on_commit(remember, robust=True)
             mail = send_welcome_email if account is not None else send_existing_account_email
             enqueue_with_transaction(mail, email)
         # A client answered 503 must not get an account and a mail anyway.
