@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -68,11 +69,14 @@ def screenshots(tmp_path: Path) -> Path:
 
 def job_row(browser: WebDriver, address: str) -> WebElement | None:
     """The list's one row for ``address``, or None while the list does not show it."""
-    rows = [
-        row
-        for row in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
-        if row.find_element(By.CSS_SELECTOR, ".field-recipient").text == address
-    ]
+    try:
+        rows = [
+            row
+            for row in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+            if row.find_element(By.CSS_SELECTOR, ".field-recipient").text == address
+        ]
+    except StaleElementReferenceException:
+        return None  # The search's page replaced the one the rows came from: look again.
     assert len(rows) <= 1, f"{len(rows)} jobs for {address}"
     return rows[0] if rows else None
 
