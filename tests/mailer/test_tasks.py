@@ -159,7 +159,7 @@ async def test_a_new_accounts_welcome_mail_takes_the_account_its_signup_kept(
     (job,) = await jobs.all_finished(1)
     assert job.status == TaskResultStatus.SUCCESSFUL
 
-    assert [account.email for account in taken] == ["kept@example.com"]
+    assert [account and account.email for account in taken] == ["kept@example.com"]
     (sent,) = smtp_server.received
     text = next(part for part in sent.message.walk() if part.get_content_type() == "text/plain")
     link = next(word for word in text.get_content().split() if "/set-password/" in word)
