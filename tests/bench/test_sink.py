@@ -65,3 +65,19 @@ async def test_a_failure_rate_refuses_mail_with_a_transient_reply(tmp_path: Path
         assert sink.poll() == 0
     finally:
         sink.stop()
+
+
+async def test_a_delay_holds_each_mails_250_back_and_the_mail_still_arrives(
+    tmp_path: Path,
+) -> None:
+    sink = Sink(tmp_path, delay=0.3)
+    try:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port) as client:
+            began = asyncio.get_running_loop().time()
+            await client.sendmail("from@example.com", ["slow@example.com"], MESSAGE)
+            waited = asyncio.get_running_loop().time() - began
+            await client.noop()  # Still answering after a delayed 250.
+        assert waited >= 0.3
+        assert await sink.wait_for({"slow@example.com"}, timeout=5)
+    finally:
+        sink.stop()
