@@ -31,7 +31,7 @@ from .database import DatabaseUnavailable, first_line, runner_threads
 from .housekeeping import run_housekeeping
 from .models import Job
 from .outcomes import OutcomeWriter
-from .pacing import LoopPacer
+from .pacing import LoopPacer, traffic
 from .results import load_task, task_result_for
 from .retry import backoff_delay, is_transient
 from .wakeup import WakeupListener, listener_for
@@ -442,6 +442,7 @@ class JobRunner:
             try:
                 if job.attempts > self.config.max_attempts:
                     raise GaveUp(f"claimed {job.attempts} times, more than MAX_ATTEMPTS")
+                await traffic.lull()  # Requests first (background/pacing.py).
                 task = load_task(job.task_path)
                 result = task_result_for(job, task)
                 task_started.send(type(self), task_result=result)

@@ -1,5 +1,6 @@
 """The pacer: jobs yield the event loop to web requests, not to an idle loop or a slow relay."""
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -184,4 +185,92 @@ async def test_jobs_handed_over_in_one_loop_turn_do_not_overshoot_the_limit(
     finally:
         traffic.request_finished()
         relay.release()
+        relay.stop()
+
+
+# -- jobs start in a lull ---------------------------------------------------
+
+
+async def turns(n: int = 5) -> None:
+    """Let the loop run ``n`` turns (callbacks scheduled with call_soon included)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_with_no_request_in_flight_a_job_starts_without_waiting() -> None:
+    lull = traffic.lull()
+    with pytest.raises(StopIteration):  # Finished at its first step: no suspension.
+        lull.send(None)
+
+
+async def test_a_job_waits_for_the_request_in_flight_to_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pacing, "LULL_LONGEST", 30.0)
+    traffic.request_started()
+    try:
+        waiting = asyncio.create_task(traffic.lull())
+        await turns()
+        assert not waiting.done()
+    finally:
+        traffic.request_finished()
+    async with asyncio.timeout(5):
+        await waiting
+
+
+async def test_steady_requests_delay_a_job_by_lull_longest_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pacing, "LULL_LONGEST", 0.05)
+    traffic.request_started()
+    try:
+        async with asyncio.timeout(5):
+            await traffic.lull()
+        assert traffic.in_flight == 1  # It went although the request never finished.
+    finally:
+        traffic.request_finished()
+
+
+async def test_waiting_jobs_go_one_per_loop_turn_so_a_new_request_holds_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pacing, "LULL_LONGEST", 30.0)
+    traffic.request_started()
+    first = asyncio.create_task(traffic.lull())
+    await turns()
+    second = asyncio.create_task(traffic.lull())
+    await turns()
+    traffic.request_finished()  # The first goes now ...
+    traffic.request_started()  # ... and a request read in the same turn holds the second.
+    try:
+        await turns()
+        assert first.done()
+        assert not second.done()
+    finally:
+        traffic.request_finished()
+    async with asyncio.timeout(5):
+        await second
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_runner_starts_a_job_handed_over_during_a_request_once_it_ends(
+    start_runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pacing, "LULL_LONGEST", 30.0)
+    relay = SMTPTestServer().start()
+    try:
+        with override_settings(MAILERS=mailers_for(relay.port, timeout=30)):
+            runner = await start_runner(poll_interval=600)
+            traffic.request_started()
+            try:
+                await sync_to_async(User.objects.create_user)("lull@example.com")
+                await send_welcome_email.aenqueue("lull@example.com")
+                await until(lambda: len(runner._running) == 1, "the job handed over")
+                await asyncio.sleep(0.2)  # Time enough to send it, had it started.
+                assert relay.data_commands == 0
+            finally:
+                traffic.request_finished()
+            arrived = await relay.until(1, timeout=15)
+            assert arrived[0].recipients == ["lull@example.com"]
+    finally:
         relay.stop()
