@@ -28,6 +28,7 @@ and p99 107-155 -> 49-93 ms, the backlog going out as fast as before; at
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 
 from asgi_project import metrics
 
@@ -76,13 +77,10 @@ class Traffic:
         self._lull_waiters.append(waiter)
         if self.in_flight == 0:  # Others wait already: take the turn after theirs.
             loop.call_soon(self._release_if_quiet)
-        try:
+        # A timeout or a cancellation cancels the waiter: _release_one skips it.
+        with suppress(TimeoutError):
             async with asyncio.timeout(LULL_LONGEST):  # Read now: tests change it.
                 await waiter
-        except TimeoutError:
-            pass
-        finally:
-            waiter.cancel()  # No-op once released; skipped by _release_one otherwise.
 
     def _release_one(self) -> None:
         while self._lull_waiters:
