@@ -1,5 +1,5 @@
 """ASGI entry point: Django behind the body limits, the admin's static files beside it,
-plus the in-process job runner's lifespan."""
+plus the in-process job runner's lifespan. Django's requests reuse their sync threads."""
 
 import os
 
@@ -7,10 +7,12 @@ from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 from asgi_project.body_limit import with_body_limit
+from asgi_project.request_threads import with_request_threads
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "asgi_project.settings")
 
-django_application = get_asgi_application()
+# What the benchmark's scenarios serve too (bench/asgi.py).
+django_application = with_request_threads(get_asgi_application())
 
 from asgi_project.static_files import with_static_files  # noqa: E402 - needs Django set up
 from background.lifespan import with_job_runner  # noqa: E402 - needs Django set up
